@@ -1,0 +1,128 @@
+"""Classify and regress: REST JSON <-> tf.Example requests and their results. Pure.
+
+Request (spec 6.1)::
+
+    {"signature_name": "s",                      # optional
+     "context": {"<feature>": <v> | [<v>, ...]}, # optional, shared by every example
+     "examples": [{"<feature>": <v> | [<v>, ...], ...}, ...]}
+
+    <v> := string -> bytes_list | {"b64": ...} -> bytes_list
+         | integer or true/false -> int64_list | decimal, NaN, Infinity -> float_list
+
+The first element of a feature fixes its kind; ints and decimals never mix.
+
+Response (spec 6.2)::
+
+    classify: {"results": [[["<label>", <score>], ...], ...]}   # one list per example
+    regress:  {"results": [<value>, ...]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+
+from gateway._pb.tensorflow.core.example import example_pb2, feature_pb2
+from gateway._pb.tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
+from gateway.codec import b64decode, is_b64, json_type
+from gateway.errors import InvalidArgument
+from gateway.jsonio import debug_string
+
+Kind = Literal["bytes", "float", "int64"]
+_INT64_MAX = 2**63 - 1
+_UINT64_MAX = 2**64 - 1
+_NON_FINITE = {"nan": b"NaN", "inf": b"Infinity", "-inf": b"-Infinity"}
+
+
+def decode_input(doc: Mapping[str, Any]) -> input_pb2.Input:
+    """The ``Input`` of a ClassificationRequest / RegressionRequest."""
+    context = doc.get("context")
+    examples = doc.get("examples")
+    if examples is None and "examples" not in doc:
+        raise InvalidArgument(
+            f"JSON Value: {debug_string(doc)} When method is classify, key 'examples' is expected and was not found"
+        )
+    if not isinstance(examples, list):
+        raise InvalidArgument(f"JSON Value: {debug_string(doc)} Expecting 'examples' value to be an list/array")
+    if not examples:
+        raise InvalidArgument(f"JSON Value: {debug_string(doc)} 'examples' value is an empty array")
+    decoded = [decode_example(e) for e in examples]
+    result = input_pb2.Input()
+    if "context" in doc:
+        result.example_list_with_context.examples.extend(decoded)
+        result.example_list_with_context.context.CopyFrom(decode_example(context))
+    else:
+        result.example_list.examples.extend(decoded)
+    return result
+
+
+def decode_example(value: Any) -> example_pb2.Example:
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"Example must be JSON object but got JSON {json_type(value)}")
+    example = example_pb2.Example()
+    for name, raw in value.items():
+        example.features.feature[name].CopyFrom(_feature(name, raw if isinstance(raw, list) else [raw]))
+    return example
+
+
+def _feature(name: str, values: list[Any]) -> feature_pb2.Feature:
+    feature = feature_pb2.Feature()
+    kind: Kind | None = None
+    for value in values:
+        this, converted = _element(name, value)
+        if kind is None:
+            kind = this
+        elif this != kind:
+            raise InvalidArgument(
+                f"Unexpected element type in feature: {name} expecting type: {kind}",
+                details={"feature": name, "expected": kind, "actual": this},
+            )
+        getattr(feature, f"{this}_list").value.append(converted)
+    return feature
+
+
+def _element(name: str, value: Any) -> tuple[Kind, Any]:
+    if isinstance(value, str):
+        return "bytes", value.encode("utf-8", "surrogatepass")
+    if is_b64(value):
+        return "bytes", b64decode(value["b64"], name)
+    if isinstance(value, bool):
+        return "int64", int(value)
+    if isinstance(value, int):
+        if value <= _INT64_MAX and value >= -_INT64_MAX - 1:
+            return "int64", value
+        if 0 < value <= _UINT64_MAX:
+            raise InvalidArgument(f"Feature: {name} has uint64_t element. Only int64_t is supported.")
+        return "float", float(value)
+    if isinstance(value, float):
+        return "float", value
+    raise InvalidArgument(
+        f"Feature: {name} has element with unexpected JSON type: {json_type(value)}",
+        details={"feature": name, "actual": json_type(value)},
+    )
+
+
+def encode_classify_response(response: classification_pb2.ClassificationResponse) -> bytes:
+    classifications = response.result.classifications
+    if not classifications:
+        raise InvalidArgument("Cannot convert empty ClassificationResults to JSON")
+    results = [[[c.label, _float32(c.score)] for c in item.classes] for item in classifications]
+    return orjson.dumps({"results": results})
+
+
+def encode_regress_response(response: regression_pb2.RegressionResponse) -> bytes:
+    regressions = response.result.regressions
+    if not regressions:
+        raise InvalidArgument("Cannot convert empty RegressionResults to JSON")
+    return orjson.dumps({"results": [_float32(r.value) for r in regressions]})
+
+
+def _float32(value: float) -> orjson.Fragment:
+    # Proto floats arrive as Python doubles; print them as the float32 they are.
+    single = np.float32(value)
+    if np.isfinite(single):
+        return orjson.Fragment(orjson.dumps(single, option=orjson.OPT_SERIALIZE_NUMPY))
+    return orjson.Fragment(_NON_FINITE[str(float(single))])

@@ -1,0 +1,131 @@
+"""The one dtype table, and TensorProto <-> numpy. Pure.
+
+Numeric tensors go out as ``tensor_content`` (little-endian bytes, no per-element
+Python) and come back from either ``tensor_content`` or the typed ``*_val`` fields,
+which ModelServer uses by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway._pb.tensorflow.core.framework import tensor_pb2, types_pb2
+from gateway.errors import InvalidArgument
+
+
+@dataclass(frozen=True, slots=True)
+class DType:
+    """How one TF dtype travels: its TF name (as in error texts), numpy type and proto field."""
+
+    enum: int
+    name: str
+    numpy: np.dtype[np.generic] | None  # None: strings (object arrays of bytes)
+    field: str
+    # Closed range accepted from JSON for integer dtypes.
+    lo: int | None = None
+    hi: int | None = None
+
+    @property
+    def is_string(self) -> bool:
+        return self.enum == types_pb2.DT_STRING
+
+    @property
+    def is_float(self) -> bool:
+        return self.enum in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE)
+
+    @property
+    def is_int(self) -> bool:
+        return self.lo is not None
+
+
+def _int(enum: int, name: str, np_type: type[np.generic], field: str) -> DType:
+    info = np.iinfo(np_type)  # type: ignore[type-var]
+    return DType(enum, name, np.dtype(np_type), field, int(info.min), int(info.max))
+
+
+# Every dtype the REST API can convert (spec 4.5, 5.2). Others are UNIMPLEMENTED.
+SUPPORTED: dict[int, DType] = {
+    d.enum: d
+    for d in (
+        DType(types_pb2.DT_FLOAT, "float", np.dtype("<f4"), "float_val"),
+        DType(types_pb2.DT_DOUBLE, "double", np.dtype("<f8"), "double_val"),
+        _int(types_pb2.DT_INT32, "int32", np.int32, "int_val"),
+        _int(types_pb2.DT_INT16, "int16", np.int16, "int_val"),
+        _int(types_pb2.DT_INT8, "int8", np.int8, "int_val"),
+        _int(types_pb2.DT_UINT8, "uint8", np.uint8, "int_val"),
+        _int(types_pb2.DT_INT64, "int64", np.int64, "int64_val"),
+        _int(types_pb2.DT_UINT32, "uint32", np.uint32, "uint32_val"),
+        _int(types_pb2.DT_UINT64, "uint64", np.uint64, "uint64_val"),
+        DType(types_pb2.DT_BOOL, "bool", np.dtype(np.bool_), "bool_val"),
+        DType(types_pb2.DT_STRING, "string", None, "string_val"),
+    )
+}
+
+
+def dtype_name(enum: int) -> str:
+    """TF's short name for a dtype (``half``, ``complex64``...), as TF Serving prints it."""
+    known = SUPPORTED.get(enum)
+    if known is not None:
+        return known.name
+    full = types_pb2.DataType.Name(enum) if enum in types_pb2.DataType.values() else f"DT_{enum}"
+    return full.removeprefix("DT_").lower()
+
+
+def shape_of(proto: tensor_pb2.TensorProto) -> tuple[int, ...]:
+    return tuple(int(d.size) for d in proto.tensor_shape.dim)
+
+
+def to_proto(
+    array: npt.NDArray[np.generic] | Sequence[bytes], dtype: DType, shape: Sequence[int]
+) -> tensor_pb2.TensorProto:
+    """A TensorProto for already-validated values: bytes for strings, an array otherwise."""
+    proto = tensor_pb2.TensorProto(dtype=dtype.enum)
+    for size in shape:
+        proto.tensor_shape.dim.add(size=int(size))
+    if dtype.is_string:
+        proto.string_val.extend(array)  # type: ignore[arg-type]
+    else:
+        assert dtype.numpy is not None and isinstance(array, np.ndarray)
+        proto.tensor_content = np.ascontiguousarray(array, dtype=dtype.numpy).tobytes()
+    return proto
+
+
+def from_proto(proto: tensor_pb2.TensorProto) -> npt.NDArray[np.generic]:
+    """The tensor's values as an array of its shape (object array of bytes for strings)."""
+    dtype = SUPPORTED.get(proto.dtype)
+    if dtype is None:
+        raise InvalidArgument(f"Failed to write JSON value for tensor type: {dtype_name(proto.dtype)}")
+    shape = shape_of(proto)
+    count = int(np.prod(shape, dtype=np.int64))
+    if dtype.is_string:
+        values = np.empty(len(proto.string_val), dtype=object)
+        values[:] = list(proto.string_val)
+        return _fill(values, count, shape)
+    assert dtype.numpy is not None
+    if proto.tensor_content:
+        flat = np.frombuffer(proto.tensor_content, dtype=dtype.numpy)
+        if flat.size != count:
+            raise InvalidArgument(
+                f"Tensor has {flat.size} values in tensor_content but its shape {list(shape)} needs {count}"
+            )
+        return flat.reshape(shape)
+    typed = np.asarray(getattr(proto, dtype.field), dtype=dtype.numpy)
+    return _fill(typed, count, shape)
+
+
+def _fill(values: npt.NDArray[np.generic], count: int, shape: Sequence[int]) -> npt.NDArray[np.generic]:
+    # TF lets typed fields hold fewer values than the shape needs: the last one repeats
+    # (and none at all means zeros), exactly as tf.make_ndarray reads them.
+    if values.size == count:
+        return values.reshape(shape)
+    if values.size > count:
+        raise InvalidArgument(f"Tensor has {values.size} values but its shape {list(shape)} holds {count}")
+    if values.size == 0:
+        filler = b"" if values.dtype == object else 0
+        return np.full(shape, filler, dtype=values.dtype)
+    padded = np.concatenate([values, np.full(count - values.size, values[-1], dtype=values.dtype)])
+    return padded.reshape(shape)

@@ -1,0 +1,94 @@
+"""Thin request handlers: target -> binding -> body -> signature -> codec -> backend -> codec -> response."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from gateway import codec, codec_examples, codec_meta, jsonio
+from gateway._pb.tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_status_pb2,
+    regression_pb2,
+)
+from gateway.backend import CLASSIFY, PREDICT, REGRESS, STATUS
+from gateway.binding import Binding
+from gateway.errors import PayloadTooLarge
+from gateway.services import RequestInfo, Services
+
+JSON = "application/json"
+
+Handler = Callable[[web.Request, Services, Binding, RequestInfo], Awaitable[web.Response]]
+
+
+def json_response(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type=JSON)
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, gunzipped by aiohttp when Content-Encoding says so, capped after that."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge(
+            f"Request body is larger than the limit of {request.client_max_size} bytes",
+            details={"max_request_bytes": request.client_max_size, "actual_bytes": exc.actual_size},
+        ) from None
+
+
+async def parse(request: web.Request, services: Services) -> tuple[bytes, dict[str, object]]:
+    body = await read_body(request)
+    return body, jsonio.parse_object(body, max_depth=services.settings.server.max_json_depth)
+
+
+async def status(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
+    if binding.label is not None:
+        # ModelServer's status API ignores labels; resolve the label to its version first.
+        resolved = await services.metadata(binding, info)
+        binding = binding.pinned(resolved.model_spec.version.value)
+    request_msg = get_model_status_pb2.GetModelStatusRequest(model_spec=binding.model_spec())
+    return json_response(codec_meta.encode_status(await services.call(binding, STATUS, request_msg, info)))
+
+
+async def metadata(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
+    return json_response(codec_meta.encode_metadata(await services.metadata(binding, info)))
+
+
+async def predict(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
+    body, doc = await parse(request, services)
+    sig_name = codec.signature_name(doc)
+    sig = codec.find_signature(await services.signatures(binding, info), sig_name)
+    fmt, tensors = codec.decode_predict_inputs(
+        doc, sig, sig_name, services.limits, bools_possible=codec.bools_possible(body)
+    )
+    grpc_request = codec.build_predict_request(binding.model_spec(sig_name), tensors)
+    reply = await services.call(binding, PREDICT, grpc_request, info)
+    return json_response(codec.encode_predict_response(reply, fmt))
+
+
+async def classify(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
+    _, doc = await parse(request, services)
+    grpc_request = classification_pb2.ClassificationRequest(
+        model_spec=binding.model_spec(codec.signature_name(doc)), input=codec_examples.decode_input(doc)
+    )
+    reply = await services.call(binding, CLASSIFY, grpc_request, info)
+    return json_response(codec_examples.encode_classify_response(reply))
+
+
+async def regress(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
+    _, doc = await parse(request, services)
+    grpc_request = regression_pb2.RegressionRequest(
+        model_spec=binding.model_spec(codec.signature_name(doc)), input=codec_examples.decode_input(doc)
+    )
+    reply = await services.call(binding, REGRESS, grpc_request, info)
+    return json_response(codec_examples.encode_regress_response(reply))
+
+
+API: dict[str, Handler] = {
+    "status": status,
+    "metadata": metadata,
+    "predict": predict,
+    "classify": classify,
+    "regress": regress,
+}

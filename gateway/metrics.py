@@ -1,0 +1,130 @@
+"""Every metric the gateway exports, declared once on an injected registry.
+
+Labels stay bounded: ``route`` comes from a fixed set, ``model`` is a configured model
+or deployment name or ``other``, ``version`` a number, ``label:<l>`` or ``latest`` (and
+versions and labels are only kept for known models), ``code`` an HTTP status.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+import gateway
+
+NAMESPACE = "tfs_gateway"
+OTHER = "other"
+
+# 1 ms .. 60 s: small predicts take milliseconds, image batches seconds.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+SIZE_BUCKETS = tuple(float(4**k) for k in range(3, 15))  # 64 B .. 256 MiB
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+API_ROUTES = tuple(
+    f"{family}_{kind}"
+    for family in ("v1", "deployment")
+    for kind in ("status", "metadata", "predict", "classify", "regress")
+)
+ROUTES = (*API_ROUTES, "healthz", "readyz", "metrics", "unmatched")
+
+
+class Metrics:
+    """The gateway's metrics on one registry; tests pass a fresh ``CollectorRegistry``."""
+
+    def __init__(self, registry: CollectorRegistry, known_models: Iterable[str] = ()) -> None:
+        self.registry = registry
+        self.known_models = frozenset(known_models)
+        http = ("route", "model", "version", "verb", "code")
+        self.requests = Counter(
+            "http_requests", "HTTP requests answered.", http, namespace=NAMESPACE, registry=registry
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "Time from request start to response written.",
+            http,
+            namespace=NAMESPACE,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.request_size = Histogram(
+            "http_request_size_bytes",
+            "Request body size.",
+            ("route", "verb"),
+            namespace=NAMESPACE,
+            buckets=SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.response_size = Histogram(
+            "http_response_size_bytes",
+            "Response body size.",
+            ("route", "verb"),
+            namespace=NAMESPACE,
+            buckets=SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "http_requests_in_flight",
+            "Requests being handled.",
+            ("route",),
+            namespace=NAMESPACE,
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.backend_rpc = Histogram(
+            "backend_rpc_duration_seconds",
+            "gRPC calls to backends, by final status.",
+            ("backend", "rpc", "grpc_code"),
+            namespace=NAMESPACE,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.backend_up = Gauge(
+            "backend_up",
+            "1 when the backend answered its last health probe.",
+            ("backend",),
+            namespace=NAMESPACE,
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
+        self.signature_cache = Counter(
+            "signature_cache_requests",
+            "Signature lookups, by hit or miss.",
+            ("result",),
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "batch_size",
+            "Requests merged into one backend Predict by micro-batching.",
+            ("model",),
+            namespace=NAMESPACE,
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "build_info",
+            "Always 1; labels carry the version.",
+            ("version", "python_version"),
+            namespace=NAMESPACE,
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.build_info.labels(gateway.__version__, platform.python_version()).set(1)
+        for route in ROUTES:
+            self.in_flight.labels(route)
+        for result in ("hit", "miss"):
+            self.signature_cache.labels(result)
+
+    def model_label(self, name: str | None) -> str:
+        if not name:
+            return ""
+        return name if name in self.known_models else OTHER
+
+    def version_label(self, model: str, version: int | None, label: str | None) -> str:
+        if model == OTHER:
+            return ""
+        if version is not None:
+            return str(version)
+        return f"label:{label}" if label is not None else "latest"

@@ -1,0 +1,79 @@
+"""Cached SignatureDefs, per (backend, model, version or label).
+
+TF Serving's REST front end converts JSON with the signature's input dtypes, so the
+gateway needs the signature before it can build a tensor. Lookups are cached with a
+TTL, concurrent misses share one GetModelMetadata call, and an entry is dropped when
+the backend says its servable is gone (NOT_FOUND), so a removed version is noticed
+on the next request rather than after the TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
+from gateway.metrics import Metrics
+
+Signatures = Mapping[str, meta_graph_pb2.SignatureDef]
+Fetch = Callable[[], Awaitable[Signatures]]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    backend: str
+    model: str
+    version: int | None
+    label: str | None
+
+
+class SignatureCache:
+    def __init__(self, *, ttl_seconds: float, max_entries: int, metrics: Metrics) -> None:
+        self._ttl = ttl_seconds
+        self._max = max_entries
+        self._metrics = metrics
+        self._entries: OrderedDict[CacheKey, tuple[float, Signatures]] = OrderedDict()
+        self._pending: dict[CacheKey, asyncio.Future[Signatures]] = {}
+
+    async def get(self, key: CacheKey, fetch: Fetch) -> Signatures:
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > time.monotonic():
+            self._entries.move_to_end(key)
+            self._metrics.signature_cache.labels("hit").inc()
+            return entry[1]
+        self._metrics.signature_cache.labels("miss").inc()
+        task = self._pending.get(key)
+        if task is None:
+            # A task of its own, so a client that disconnects does not cancel the
+            # lookup that other requests are waiting for.
+            task = asyncio.ensure_future(self._load(key, fetch))
+            self._pending[key] = task
+            task.add_done_callback(lambda done: self._settle(key, done))
+        return await asyncio.shield(task)
+
+    async def _load(self, key: CacheKey, fetch: Fetch) -> Signatures:
+        sigs = await fetch()
+        self._store(key, sigs)
+        return sigs
+
+    def _settle(self, key: CacheKey, task: asyncio.Future[Signatures]) -> None:
+        self._pending.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here, so an unawaited failure does not warn
+
+    def _store(self, key: CacheKey, sigs: Signatures) -> None:
+        self._entries[key] = (time.monotonic() + self._ttl, sigs)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def invalidate(self, backend: str, model: str) -> None:
+        """Forget every entry of a model: a version or label vanished or moved."""
+        for key in [k for k in self._entries if k.backend == backend and k.model == model]:
+            del self._entries[key]
+
+    def clear(self) -> None:
+        self._entries.clear()

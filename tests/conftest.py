@@ -1,0 +1,69 @@
+"""Shared fixtures: a fake ModelServer on loopback and a real gateway in front of it.
+
+- ``fake_backend``: a started :class:`~fake_backend.FakeModelServer` holding the
+  standard model zoo (:func:`harness.install_models`).
+- ``settings_overrides``: ``{}``; override it in a module, or parametrize it with
+  ``indirect=True``, to change the settings ``gateway_client`` is built with.
+- ``gateway_settings``: the mapping given to ``Settings.from_mapping`` (the fake as the
+  default backend, the standard deployments, then ``settings_overrides`` deep-merged).
+- ``make_gateway_client(overrides=None)``: a gateway ``TestClient`` on ``127.0.0.1:0``
+  built from ``gateway_settings`` plus ``overrides``, each with a fresh ``CollectorRegistry``.
+- ``gateway_client``: ``make_gateway_client()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeAlias
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from fake_backend import FakeModelServer
+from harness import base_settings, install_models, merge
+from prometheus_client import CollectorRegistry
+
+GatewayClient: TypeAlias = TestClient[web.Request, web.Application]
+MakeGatewayClient: TypeAlias = Callable[..., Awaitable[GatewayClient]]
+AiohttpClient: TypeAlias = Callable[..., Awaitable[GatewayClient]]
+
+
+def build_app(settings_mapping: Mapping[str, Any], registry: CollectorRegistry | None = None) -> web.Application:
+    """The gateway app for a settings mapping (imported late: the gateway may still be landing)."""
+    from gateway.app import create_app
+    from gateway.config import Settings
+
+    app: web.Application = create_app(
+        Settings.from_mapping(dict(settings_mapping)), registry=registry or CollectorRegistry()
+    )
+    return app
+
+
+@pytest.fixture
+async def fake_backend() -> AsyncIterator[FakeModelServer]:
+    async with FakeModelServer() as fake:
+        install_models(fake)
+        yield fake
+
+
+@pytest.fixture
+def settings_overrides(request: pytest.FixtureRequest) -> Mapping[str, Any]:
+    return getattr(request, "param", {})
+
+
+@pytest.fixture
+def gateway_settings(fake_backend: FakeModelServer, settings_overrides: Mapping[str, Any]) -> dict[str, Any]:
+    return merge(base_settings(fake_backend), settings_overrides)
+
+
+@pytest.fixture
+def make_gateway_client(aiohttp_client: AiohttpClient, gateway_settings: dict[str, Any]) -> MakeGatewayClient:
+    async def make(overrides: Mapping[str, Any] | None = None) -> GatewayClient:
+        return await aiohttp_client(build_app(merge(gateway_settings, overrides or {})))
+
+    return make
+
+
+@pytest.fixture
+async def gateway_client(make_gateway_client: MakeGatewayClient) -> GatewayClient:
+    return await make_gateway_client()

@@ -1,0 +1,7 @@
+"""Entry point: ``python -m devserver``."""
+
+import sys
+
+from devserver.server import main
+
+sys.exit(main())

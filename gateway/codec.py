@@ -95,9 +95,7 @@ def signature_name(doc: Mapping[str, Any]) -> str:
 def find_signature(sigs: Mapping[str, meta_graph_pb2.SignatureDef], name: str) -> meta_graph_pb2.SignatureDef:
     sig = sigs.get(name or DEFAULT_SIGNATURE)
     if sig is None:
-        raise InvalidArgument(
-            f'Serving signature name: "{name or DEFAULT_SIGNATURE}" not found in signature def'
-        )
+        raise InvalidArgument(f'Serving signature name: "{name or DEFAULT_SIGNATURE}" not found in signature def')
     return sig
 
 
@@ -200,8 +198,7 @@ def _check_named_row(index: int, row: Any, dtypes: Mapping[str, int], expected: 
     for key in row:
         if key not in dtypes:
             raise InvalidArgument(
-                f"Failed to process element: {index} of 'instances' list. "
-                f"JSON object: does not have named input: {key}"
+                f"Failed to process element: {index} of 'instances' list. JSON object: does not have named input: {key}"
             )
     if len(row) != len(expected):
         raise InvalidArgument(
@@ -210,9 +207,7 @@ def _check_named_row(index: int, row: Any, dtypes: Mapping[str, int], expected: 
         )
 
 
-def _stack_rows(
-    rows: list[Any], dtype_enum: int, alias: str, key: str | None, bools_possible: bool
-) -> Tensor:
+def _stack_rows(rows: list[Any], dtype_enum: int, alias: str, key: str | None, bools_possible: bool) -> Tensor:
     """Row format: each item is one batch row; the tensor is their stack."""
     dtype = SUPPORTED.get(dtype_enum)
     if dtype is not None and not dtype.is_string:
@@ -222,9 +217,7 @@ def _stack_rows(
     first: Tensor | None = None
     pieces: list[Tensor] = []
     for index, row in enumerate(rows):
-        where = (
-            f"Failed to process element: {index}{'' if key is None else ' key: ' + key} of 'instances' list."
-        )
+        where = f"Failed to process element: {index}{'' if key is None else ' key: ' + key} of 'instances' list."
         if key is None and isinstance(row, dict) and not is_b64(row):
             raise InvalidArgument(f"Expecting value/list but got object at item {index} of input list")
         try:
@@ -264,7 +257,7 @@ def convert(value: Any, dtype_enum: int, alias: str, bools_possible: bool = True
     dtype = SUPPORTED.get(dtype_enum)
     if dtype is None:
         raise Unimplemented(
-            f"Conversion of JSON Value: {debug_string(value)} to type: {dtype_name(dtype_enum)}",
+            f"Conversion of JSON Value: {debug_string(_first_leaf(value))} to type: {dtype_name(dtype_enum)}",
             details={"input": alias},
         )
     if not dtype.is_string:
@@ -278,6 +271,13 @@ def convert(value: Any, dtype_enum: int, alias: str, bools_possible: bool = True
         return Tensor(dtype, shape, flat)
     assert dtype.numpy is not None
     return Tensor(dtype, shape, _cast(np.array(flat, dtype=_wide(dtype)), dtype).reshape(shape))
+
+
+def _first_leaf(value: Any) -> Any:
+    # TF Serving fails on the first leaf it converts, so that is the value it names.
+    while isinstance(value, list) and value:
+        value = value[0]
+    return value
 
 
 def _fast_numeric(value: Any, dtype: DType, bools_possible: bool) -> Tensor | None:

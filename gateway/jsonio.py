@@ -98,9 +98,7 @@ def _parse_exact(body: bytes, max_depth: int) -> Any:
     try:
         value = decoder.decode(text)
     except json.JSONDecodeError as exc:
-        raise InvalidArgument(
-            f"JSON Parse error: {exc.msg} at offset: {_byte_offset(text, exc.pos)}"
-        ) from None
+        raise InvalidArgument(f"JSON Parse error: {exc.msg} at offset: {_byte_offset(text, exc.pos)}") from None
     except _DuplicateKey as exc:
         raise InvalidArgument(f"JSON Parse error: duplicate key {exc} in object") from None
     except _NumberTooBig as exc:

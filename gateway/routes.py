@@ -81,9 +81,7 @@ def resolve(method: str, raw_path: str, specials: dict[str, Endpoint]) -> Target
     raise NotFound(f"Not found: {path}")
 
 
-def _resolve_api(
-    family: Family, method: str, path: str, get_re: re.Pattern[str], post_re: re.Pattern[str]
-) -> Target:
+def _resolve_api(family: Family, method: str, path: str, get_re: re.Pattern[str], post_re: re.Pattern[str]) -> Target:
     if method not in ("GET", "POST"):
         raise MethodNotAllowed(f"Method {method} is not allowed on {path}", headers={"Allow": "GET, POST"})
     match = (get_re if method == "GET" else post_re).fullmatch(path)

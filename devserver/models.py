@@ -96,6 +96,9 @@ class VersionRecord:
 class ModelEntry:
     config: ModelConfig
     versions: dict[int, VersionRecord] = field(default_factory=dict)
+    # What the last poll found on disk (None: base path unreadable), to log changes only.
+    last_seen: set[int] | None = None
+    polled: bool = False
 
 
 def list_versions_on_disk(base_path: Path) -> set[int] | None:
@@ -108,7 +111,8 @@ def list_versions_on_disk(base_path: Path) -> set[int] | None:
         entries = list(base_path.iterdir())
     except OSError:
         return None
-    return {int(e.name) for e in entries if e.name.isdigit() and e.is_dir()}
+    # isascii(): str.isdigit() also accepts digits such as '²' that int() rejects.
+    return {int(e.name) for e in entries if e.name.isascii() and e.name.isdigit() and e.is_dir()}
 
 
 class ModelRegistry:
@@ -139,11 +143,13 @@ class ModelRegistry:
 
     def _sync_model(self, entry: ModelEntry) -> list[ServingError]:
         on_disk = list_versions_on_disk(entry.config.base_path)
+        # Say so once per change, not on every poll.
+        if not on_disk and (not entry.polled or on_disk != entry.last_seen):
+            problem = "Could not find base path" if on_disk is None else "No versions found under base path"
+            log.warning("%s %s for servable %s", problem, entry.config.base_path, entry.config.name)
+        entry.last_seen, entry.polled = on_disk, True
         if on_disk is None:
-            log.warning("Could not find base path %s for servable %s", entry.config.base_path, entry.config.name)
             return []
-        if not on_disk:
-            log.debug("No versions of servable %s found under base path %s", entry.config.name, entry.config.base_path)
         aspired = entry.config.policy.aspired(on_disk)
         errors = [e for v in sorted(aspired) if (e := self._ensure_loaded(entry, v)) is not None]
         for version in self._loaded_versions(entry) - aspired:

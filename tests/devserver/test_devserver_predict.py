@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -116,3 +117,17 @@ def test_tensor_content_flag(config_file: Path) -> None:
     # Strings use TF's own encoding: varint lengths first, then the bytes.
     assert response.outputs["s_upper"].tensor_content == b"\x01Q"
     assert not response.outputs["s_upper"].string_val
+
+
+def test_concurrent_requests_are_each_answered_right(predict_stub: PredictionServiceStub) -> None:
+    """The stand-in serves requests in parallel; each gets its own answer."""
+
+    def call(i: int) -> tuple[int, float]:
+        version = 1 + i % 2
+        request = predict_request(spec("half_plus_two", version=version), x=f32([float(i)]))
+        y = outputs_as_arrays(predict_stub.Predict(request, timeout=60))["y"]
+        return version, float(y[0]) - 0.5 * i
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        offsets = list(pool.map(call, range(64)))
+    assert all(offset == version + 1 for version, offset in offsets)

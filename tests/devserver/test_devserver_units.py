@@ -42,7 +42,7 @@ def test_tensor_content_round_trip(array: np.ndarray, dtype: tf.DType, field: st
 
 
 def test_scalar_and_empty_tensors() -> None:
-    scalar = array_to_proto(np.float32(2.5), tf.float32)
+    scalar = array_to_proto(np.array(2.5, dtype=np.float32), tf.float32)
     assert list(scalar.float_val) == [2.5]
     assert not scalar.tensor_shape.dim
     empty = array_to_proto(np.zeros((0, 3), dtype=np.float32), tf.float32)

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Start the ModelServer stand-in on the example models and the gateway in front of it,
+# print working curl commands, and stop both on Ctrl-C. Run through `make demo`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+PORT=${PORT:-8501}
+GRPC_PORT=${GRPC_PORT:-8500}
+LOGS=$(mktemp -d)
+
+cleanup() {
+  [[ -n "${GATEWAY_PID:-}" ]] && kill "$GATEWAY_PID" 2>/dev/null || true
+  [[ -n "${BACKEND_PID:-}" ]] && kill "$BACKEND_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+"$PY" -m devserver --port "$GRPC_PORT" --model_config_file examples/models.config >"$LOGS/devserver.out" 2>"$LOGS/devserver.err" &
+BACKEND_PID=$!
+for _ in $(seq 1 600); do
+  grep -q "devserver listening" "$LOGS/devserver.out" 2>/dev/null && break
+  kill -0 "$BACKEND_PID" 2>/dev/null || { cat "$LOGS/devserver.err" >&2; exit 1; }
+  sleep 0.1
+done
+
+"$PY" -m gateway --host 127.0.0.1 --port "$PORT" --backend "127.0.0.1:$GRPC_PORT" \
+  --deployment demo=half_plus_two --deployment digits=mnist 2>"$LOGS/gateway.err" &
+GATEWAY_PID=$!
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
+  kill -0 "$GATEWAY_PID" 2>/dev/null || { cat "$LOGS/gateway.err" >&2; exit 1; }
+  sleep 0.1
+done
+
+B="http://127.0.0.1:$PORT"
+cat <<MSG
+
+tfserving-gateway is serving on $B, in front of the ModelServer stand-in on 127.0.0.1:$GRPC_PORT.
+Logs: $LOGS. Try:
+
+  curl $B/v1/models/half_plus_two
+  curl $B/v1/models/half_plus_two/metadata
+  curl -d '{"instances": [1.0, 2.0, 5.0]}' $B/v1/models/half_plus_two:predict
+  curl -d '{"instances": [1.0, 2.0, 5.0]}' $B/v1/models/half_plus_two/versions/2:predict
+  curl -d '{"inputs": [1.0, 2.0]}' $B/v1/models/half_plus_two/labels/stable:predict
+  curl -d '{"examples": [{"x": 1.0}, {"x": 2.0}]}' $B/v1/models/half_plus_two:regress
+  curl -d '{"instances": [{"a": [1, 2, 3], "b": 4, "s": "hi"}]}' $B/v1/models/multi_io:predict
+  curl -d '{"inputs": [1.0, 2.0]}' $B/model-serving/demo:predict
+  curl $B/model-serving/demo/metadata
+  curl $B/metrics
+
+Press Ctrl-C to stop.
+MSG
+for cmd in "curl -s -d '{\"instances\": [1.0, 2.0, 5.0]}' $B/v1/models/half_plus_two:predict"; do
+  echo "\$ $cmd"; eval "$cmd"; echo
+done
+wait "$GATEWAY_PID"

@@ -102,8 +102,9 @@ def from_proto(proto: tensor_pb2.TensorProto) -> npt.NDArray[np.generic]:
     shape = shape_of(proto)
     count = int(np.prod(shape, dtype=np.int64))
     if dtype.is_string:
-        values = np.empty(len(proto.string_val), dtype=object)
-        values[:] = list(proto.string_val)
+        strings = decode_string_content(proto.tensor_content, count) if proto.tensor_content else proto.string_val
+        values = np.empty(len(strings), dtype=object)
+        values[:] = list(strings)
         return _fill(values, count, shape)
     assert dtype.numpy is not None
     if proto.tensor_content:
@@ -115,6 +116,35 @@ def from_proto(proto: tensor_pb2.TensorProto) -> npt.NDArray[np.generic]:
         return flat.reshape(shape)
     typed = np.asarray(getattr(proto, dtype.field), dtype=dtype.numpy)
     return _fill(typed, count, shape)
+
+
+def decode_string_content(content: bytes, count: int) -> list[bytes]:
+    """TF's string tensor_content: ``count`` varint lengths, then the bytes back to back.
+
+    ModelServer writes this with --enable_serialization_as_tensor_content.
+    """
+    lengths: list[int] = []
+    pos = 0
+    try:
+        for _ in range(count):
+            length, shift = 0, 0
+            while True:
+                byte = content[pos]
+                pos += 1
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                if byte < 0x80:
+                    break
+            lengths.append(length)
+    except IndexError:
+        raise InvalidArgument("String tensor_content ends inside its length prefix") from None
+    if pos + sum(lengths) != len(content):
+        raise InvalidArgument("String tensor_content lengths do not match its size")
+    out = []
+    for length in lengths:
+        out.append(content[pos : pos + length])
+        pos += length
+    return out
 
 
 def _fill(values: npt.NDArray[np.generic], count: int, shape: Sequence[int]) -> npt.NDArray[np.generic]:

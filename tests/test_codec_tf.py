@@ -141,3 +141,28 @@ def test_string_outputs(array: np.ndarray[Any, Any], alias: str) -> None:
             assert base64.b64decode(got["b64"]) == want
         else:
             assert got == want.decode("utf-8", "replace")
+
+
+@PROFILE
+@given(hnp.arrays(object, hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=4), elements=st.binary(max_size=300)))
+def test_string_tensor_content_decodes(array: np.ndarray[Any, Any]) -> None:
+    # ModelServer with --enable_serialization_as_tensor_content writes strings in TF's
+    # EncodeStringList layout (tensor_coding.cc); TF's Python API never produces it, so
+    # the layout is built here and the e2e tests check it against the stand-in.
+    content = _varint_content(array.ravel().tolist())
+    proto = tensor_pb2.TensorProto(dtype=7, tensor_content=content)
+    for size in array.shape:
+        proto.tensor_shape.dim.add(size=size)
+    assert tensors.from_proto(proto).ravel().tolist() == array.ravel().tolist()
+
+
+def _varint_content(values: list[bytes]) -> bytes:
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    return b"".join(varint(len(v)) for v in values) + b"".join(values)

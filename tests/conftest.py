@@ -17,26 +17,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeAlias
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from fake_backend import FakeModelServer
-from harness import base_settings, install_models, merge
-from prometheus_client import CollectorRegistry
+from harness import GatewayClient, MakeGatewayClient, base_settings, build_app, install_models, merge
 
-GatewayClient: TypeAlias = TestClient[web.Request, web.Application]
-MakeGatewayClient: TypeAlias = Callable[..., Awaitable[GatewayClient]]
 AiohttpClient: TypeAlias = Callable[..., Awaitable[GatewayClient]]
-
-
-def build_app(settings_mapping: Mapping[str, Any], registry: CollectorRegistry | None = None) -> web.Application:
-    """The gateway app for a settings mapping (imported late: the gateway may still be landing)."""
-    from gateway.app import create_app
-    from gateway.config import Settings
-
-    app: web.Application = create_app(
-        Settings.from_mapping(dict(settings_mapping)), registry=registry or CollectorRegistry()
-    )
-    return app
 
 
 @pytest.fixture

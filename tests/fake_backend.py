@@ -408,7 +408,7 @@ class ModelRegistry:
         response = get_model_status_pb2.GetModelStatusResponse()
         for version in versions:
             state = get_model_status_pb2.ModelVersionStatus.State.Value(model.states.get(version, "AVAILABLE"))
-            response.model_version_status.add(version=version, state=state)
+            response.model_version_status.add(version=version, state=state).status.SetInParent()
         return response
 
     def answer(self, method: str, request: Any) -> Message:

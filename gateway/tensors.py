@@ -83,11 +83,12 @@ def to_proto(
     array: npt.NDArray[np.generic] | Sequence[bytes], dtype: DType, shape: Sequence[int]
 ) -> tensor_pb2.TensorProto:
     """A TensorProto for already-validated values: bytes for strings, an array otherwise."""
-    proto = tensor_pb2.TensorProto(dtype=dtype.enum)
+    proto = tensor_pb2.TensorProto()
+    proto.dtype = dtype.enum  # type: ignore[assignment]  # the enum is an int on the wire
     for size in shape:
         proto.tensor_shape.dim.add(size=int(size))
     if dtype.is_string:
-        proto.string_val.extend(array)  # type: ignore[arg-type]
+        proto.string_val.extend(array)
     else:
         assert dtype.numpy is not None and isinstance(array, np.ndarray)
         proto.tensor_content = np.ascontiguousarray(array, dtype=dtype.numpy).tobytes()

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry
 
-from gateway import codec, handlers, routes
+from gateway import codec, handlers, health, routes, web_metrics
 from gateway.backend import Backend
 from gateway.binding import bind, client_timeout
 from gateway.config import Settings
 from gateway.metrics import Metrics
-from gateway.middlewares import error_middleware, observe_middleware, request_id_middleware, request_info
-from gateway.services import Services
+from gateway.middlewares import (
+    error_middleware,
+    observe_middleware,
+    request_id_middleware,
+    request_info,
+    request_services,
+    services_middleware,
+)
+from gateway.services import Services, ServicesRef
 from gateway.signatures import SignatureCache
 from gateway.web_keys import SERVICES
 
@@ -31,11 +37,12 @@ def special_paths(settings: Settings) -> dict[str, routes.Endpoint]:
 
 def known_models(settings: Settings) -> set[str]:
     """Metric label values allowed for ``model``: what config names, so cardinality stays bounded."""
-    return set(settings.models.overrides) | set(settings.deployments)
+    served = {deployment.model for deployment in settings.deployments.values()}
+    return set(settings.models.overrides) | set(settings.deployments) | served
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
-    services = request.app[SERVICES]
+    services = request_services(request)
     info = request_info(request)
     target = routes.resolve(request.method, request.raw_path, request.app[SPECIALS])
     if isinstance(target, routes.Special):
@@ -48,35 +55,11 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return await handlers.API[target.kind](request, services, binding, info)
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return handlers.json_response(b'{"status":"ok"}')
-
-
-async def readyz(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    down = sorted(name for name, backend in services.backends.items() if not backend.is_connected())
-    if down:
-        return handlers.json_response(b'{"status":"not ready","backends_down":%s}' % _names(down), status=503)
-    return handlers.json_response(b'{"status":"ready"}')
-
-
-def _names(names: list[str]) -> bytes:
-    import orjson
-
-    return orjson.dumps(names)
-
-
-async def metrics_page(request: web.Request) -> web.Response:
-    registry = request.app[SERVICES].metrics.registry
-    return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-SPECIAL_HANDLERS = {"healthz": healthz, "readyz": readyz, "metrics": metrics_page}
+SPECIAL_HANDLERS = {"healthz": health.healthz, "readyz": health.readyz, "metrics": web_metrics.metrics_page}
 SPECIALS = web.AppKey("tfs_gateway_specials", dict)
 
 
-def build_services(settings: Settings, registry: CollectorRegistry) -> Services:
-    metrics = Metrics(registry, known_models(settings))
+def build_services(settings: Settings, metrics: Metrics) -> Services:
     backends = {
         name: Backend(
             name,
@@ -95,38 +78,49 @@ def build_services(settings: Settings, registry: CollectorRegistry) -> Services:
     return Services(settings, metrics, backends, cache, codec.Limits(settings.server.max_tensor_elements))
 
 
-def create_app(settings: Settings, *, registry: CollectorRegistry | None = None) -> web.Application:
+def create_app(
+    settings: Settings, *, registry: CollectorRegistry | None = None, probes: bool = False
+) -> web.Application:
+    """The gateway app. ``probes=True`` starts the backend probes behind ``/readyz`` and ``backend_up``
+    (the process runner does); they are off by default so that a scripted test backend sees only the
+    calls its test makes, and ``/readyz`` then reports the backends as not probed."""
     app = web.Application(
         client_max_size=settings.server.max_request_bytes,
-        middlewares=[request_id_middleware, observe_middleware, error_middleware],
+        middlewares=[services_middleware, request_id_middleware, observe_middleware, error_middleware],
         handler_args={
             "max_line_size": settings.server.max_header_bytes,
             "max_field_size": settings.server.max_header_bytes,
         },
     )
     app[SPECIALS] = special_paths(settings)
+    app[health.HEALTH] = health.Health()
     registry = registry if registry is not None else CollectorRegistry()
+    metrics = Metrics(registry, known_models(settings), settings.backends)
 
     async def backends_ctx(app: web.Application) -> AsyncIterator[None]:
         # grpc.aio channels belong to the running loop, so they open here, not at build time.
-        app[SERVICES] = build_services(settings, registry)
+        app[SERVICES] = ServicesRef(build_services(settings, metrics))
         yield
         await app[SERVICES].close()
 
     app.cleanup_ctx.append(backends_ctx)
+    if probes:
+        app.cleanup_ctx.append(health.probes_ctx)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app
 
 
-def run(settings: Settings) -> int:
-    logging.basicConfig(level=settings.server.log_level.upper())
-    web.run_app(
-        create_app(settings),
-        host=settings.server.host,
-        port=settings.server.port,
-        shutdown_timeout=settings.server.shutdown_grace_seconds,
-        access_log=None,
-        keepalive_timeout=settings.server.keepalive_timeout_seconds,
-        print=lambda *_: None,
-    )
-    return 0
+def reload_services(app: web.Application, settings: Settings) -> None:
+    """Serve new requests with ``settings``; requests in flight finish on the old backends."""
+    ref = app[SERVICES]
+    metrics = ref.current.metrics
+    metrics.set_known_models(known_models(settings))
+    ref.swap(build_services(settings, metrics))
+    app[health.HEALTH].watch(ref.current)
+
+
+def run(settings: Settings, reload: Callable[[], Settings] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; ``reload`` re-reads the configuration on SIGHUP."""
+    from gateway.lifecycle import run as run_process  # it imports this module: a top-level import is circular
+
+    return run_process(settings, reload)

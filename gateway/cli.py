@@ -5,6 +5,7 @@ line or the configuration is invalid; config errors name the bad key's path.
 """
 
 import argparse
+import functools
 import importlib
 import sys
 from collections.abc import Callable, Sequence
@@ -82,17 +83,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version and usage errors: report the status, do not exit
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        settings = load_settings(args.config, overrides=overrides_from_args(args))
+        overrides = overrides_from_args(args)
+        settings = load_settings(args.config, overrides=overrides)
     except ConfigError as exc:
         print(f"tfs-gateway: config error at {exc.path}: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     if args.check_config:
         sys.stdout.write(render_config(settings))
         return 0
-    return _runner()(settings)
+    # SIGHUP re-reads the same file with the same flags; a partial so --workers can pickle it.
+    return _runner()(settings, functools.partial(load_settings, args.config, overrides=overrides))
 
 
-def _runner() -> Callable[[Settings], int]:
+def _runner() -> Callable[[Settings, Callable[[], Settings]], int]:
     # Imported only now: config errors and --check-config must not need (or pay for) the web stack.
-    run: Callable[[Settings], int] = importlib.import_module("gateway.app").run
+    run: Callable[[Settings, Callable[[], Settings]], int] = importlib.import_module("gateway.app").run
     return run

@@ -3,14 +3,30 @@
 Labels stay bounded: ``route`` comes from a fixed set, ``model`` is a configured model
 or deployment name or ``other``, ``version`` a number, ``label:<l>`` or ``latest`` (and
 versions and labels are only kept for known models), ``code`` an HTTP status.
+
+With ``--workers N`` every worker writes its values to ``PROMETHEUS_MULTIPROC_DIR`` and the
+metrics page sums them with ``MultiProcessCollector`` (process metrics are then left out:
+they describe one process, and prometheus_client cannot aggregate them).
 """
 
 from __future__ import annotations
 
+import os
 import platform
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+)
 
 import gateway
 
@@ -33,9 +49,12 @@ ROUTES = (*API_ROUTES, "healthz", "readyz", "metrics", "unmatched")
 class Metrics:
     """The gateway's metrics on one registry; tests pass a fresh ``CollectorRegistry``."""
 
-    def __init__(self, registry: CollectorRegistry, known_models: Iterable[str] = ()) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, known_models: Iterable[str] = (), backends: Iterable[str] = ()
+    ) -> None:
         self.registry = registry
         self.known_models = frozenset(known_models)
+        _add_process_collectors(registry)
         http = ("route", "model", "version", "verb", "code")
         self.requests = Counter(
             "http_requests", "HTTP requests answered.", http, namespace=NAMESPACE, registry=registry
@@ -116,6 +135,21 @@ class Metrics:
             self.in_flight.labels(route)
         for result in ("hit", "miss"):
             self.signature_cache.labels(result)
+        self.set_backends(backends)
+
+    def set_known_models(self, names: Iterable[str]) -> None:
+        """Replace the ``model`` label values kept (a config reload may add or drop models)."""
+        self.known_models = frozenset(names)
+
+    def set_backends(self, names: Iterable[str]) -> None:
+        """Export ``backend_up`` for exactly these backends, 0 until their first probe answers."""
+        wanted = set(names)
+        for (name,) in _label_values(self.backend_up):
+            if name not in wanted:
+                self.backend_up.remove(name)
+        known = {labels[0] for labels in _label_values(self.backend_up)}
+        for name in wanted - known:
+            self.backend_up.labels(name).set(0)
 
     def model_label(self, name: str | None) -> str:
         if not name:
@@ -128,3 +162,30 @@ class Metrics:
         if version is not None:
             return str(version)
         return f"label:{label}" if label is not None else "latest"
+
+
+def _label_values(metric: Gauge) -> list[tuple[str, ...]]:
+    # prometheus_client has no public way to list a metric's children; _metrics is stable since 0.4.
+    return [tuple(labels) for labels in metric._metrics]
+
+
+def _add_process_collectors(registry: CollectorRegistry) -> None:
+    """CPU, memory, fds and start time of this process, plus the Python platform, on ``registry``."""
+    if registry is REGISTRY:
+        return  # prometheus_client already registered them on its global registry
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+
+
+def multiprocess_dir() -> str | None:
+    """The directory worker processes write their metric values to, when running ``--workers N``."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def exposition(metrics: Metrics) -> tuple[bytes, str]:
+    """The metrics page body and its content type: this process, or the sum over all workers."""
+    if multiprocess_dir() is None:
+        return generate_latest(metrics.registry), CONTENT_TYPE_LATEST
+    merged = CollectorRegistry()
+    multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+    return generate_latest(merged), CONTENT_TYPE_LATEST

@@ -1,4 +1,7 @@
-"""Middlewares, outer to inner: request id -> observe (metrics) -> errors.
+"""Middlewares, outer to inner: services -> request id -> observe (metrics, access log) -> errors.
+
+The services middleware pins the request to the current ``Services`` generation, so a config
+reload never changes settings or backends under a request in flight.
 
 The errors middleware is where every exception becomes an answer: ``GatewayError``s
 render through the one renderer, aiohttp's own HTTP errors are translated first, and
@@ -15,9 +18,11 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway import accesslog
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, render_error
-from gateway.services import RequestInfo
-from gateway.web_keys import INFO, SERVICES
+from gateway.health import HEALTH
+from gateway.services import RequestInfo, Services
+from gateway.web_keys import INFO, PINNED, SERVICES
 
 log = logging.getLogger("tfs_gateway")
 
@@ -32,6 +37,21 @@ class InternalError(GatewayError):
 
 def request_info(request: web.Request) -> RequestInfo:
     return request[INFO]
+
+
+def request_services(request: web.Request) -> Services:
+    """The settings, metrics and backends this request uses, whatever reloads happen meanwhile."""
+    return request[PINNED]
+
+
+@web.middleware
+async def services_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    with request.app[SERVICES].pinned() as services:
+        request[PINNED] = services
+        response = await handler(request)
+    if request.app[HEALTH].draining:
+        response.force_close()  # keep-alive clients move to another replica instead of finding us gone
+    return response
 
 
 def _request_id(request: web.Request) -> str:
@@ -89,16 +109,52 @@ def error_response(exc: GatewayError, request: web.Request) -> web.Response:
 
 @web.middleware
 async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    metrics = request.app[SERVICES].metrics
+    services = request_services(request)
     info = request_info(request)
     start = time.perf_counter()
     response = await handler(request)
-    elapsed = time.perf_counter() - start
+    observe(request, services, info, response, time.perf_counter() - start)
+    return response
+
+
+def observe(
+    request: web.Request, services: Services, info: RequestInfo, response: web.StreamResponse, elapsed: float
+) -> None:
+    metrics = services.metrics
     model = metrics.model_label(info.model)
     version = metrics.version_label(model, info.version, info.label) if model else ""
     code = str(response.status)
+    bytes_in, bytes_out = request.content_length or 0, _bytes_out(response)
     metrics.requests.labels(info.route, model, version, info.verb, code).inc()
     metrics.latency.labels(info.route, model, version, info.verb, code).observe(elapsed)
-    metrics.request_size.labels(info.route, info.verb).observe(request.content_length or 0)
-    metrics.response_size.labels(info.route, info.verb).observe(response.body_length or 0)
-    return response
+    metrics.request_size.labels(info.route, info.verb).observe(bytes_in)
+    metrics.response_size.labels(info.route, info.verb).observe(bytes_out)
+    if services.settings.server.access_log:
+        accesslog.write(
+            accesslog.record(
+                request_id=info.request_id,
+                method=request.method,
+                path=request.path,
+                route=info.route,
+                model=info.model,
+                version=_version_text(info),
+                status=response.status,
+                duration_seconds=elapsed,
+                bytes_in=bytes_in,
+                bytes_out=bytes_out,
+                backend=info.backend,
+                grpc_code=info.grpc_code,
+                reason=info.extra.get("reason"),
+            )
+        )
+
+
+def _version_text(info: RequestInfo) -> str:
+    if info.version is not None:
+        return str(info.version)
+    return f"label:{info.label}" if info.label is not None else ""
+
+
+def _bytes_out(response: web.StreamResponse) -> int:
+    # Not yet sent, so body_length is still 0 for a plain Response; its body length is known though.
+    return response.body_length or response.content_length or 0

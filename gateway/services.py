@@ -7,7 +7,10 @@ invalidation when a backend says a servable is gone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -84,3 +87,73 @@ class Services:
     async def close(self) -> None:
         for backend in self.backends.values():
             await backend.close()
+
+
+class ServicesRef:
+    """The app's current ``Services``, swapped whole on a config reload.
+
+    Each request pins the generation it started with, so a reload never changes settings or
+    backends under a request in flight; a retired generation closes once its last request ends.
+    """
+
+    def __init__(self, services: Services) -> None:
+        self.current = services
+        self._users: Counter[int] = Counter()
+        self._idle: dict[int, asyncio.Event] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self._users.values())
+
+    @contextmanager
+    def pinned(self) -> Iterator[Services]:
+        services = self.current
+        key = id(services)
+        self._users[key] += 1
+        try:
+            yield services
+        finally:
+            self._release(key)
+
+    def _release(self, key: int) -> None:
+        self._users[key] -= 1
+        if self._users[key] == 0:
+            del self._users[key]
+            self._wake(key)
+        if not self._users:
+            self._wake(0)
+
+    def _wake(self, key: int) -> None:
+        event = self._idle.pop(key, None)
+        if event is not None:
+            event.set()
+
+    async def _until_idle(self, key: int) -> None:
+        busy = self._users[key] if key else self.in_flight
+        if busy:
+            await self._idle.setdefault(key, asyncio.Event()).wait()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request of any generation is in flight; False if ``timeout`` ran out first."""
+        try:
+            await asyncio.wait_for(self._until_idle(0), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def swap(self, services: Services) -> None:
+        """Serve new requests with ``services``; the old generation closes when its requests end."""
+        old, self.current = self.current, services
+        task = asyncio.create_task(self._retire(old))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, old: Services) -> None:
+        await self._until_idle(id(old))
+        await old.close()
+
+    async def close(self) -> None:
+        """Close the current generation and wait for the retiring ones."""
+        await asyncio.gather(*self._retiring)
+        await self.current.close()

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +124,9 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 def test_runs_the_app_with_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Settings] = []
 
-    def run(settings: Settings) -> int:
+    def run(settings: Settings, reload: Callable[[], Settings]) -> int:
         seen.append(settings)
+        assert reload().server.port == 9001  # a SIGHUP reload keeps the command line's flags
         return 0
 
     fake_app = types.ModuleType("gateway.app")

@@ -1,0 +1,94 @@
+"""One JSON line per request on the ``tfs_gateway.access`` logger, and the process's log setup.
+
+A line looks like::
+
+    {"time": "2025-01-31T12:00:00.123456+00:00", "request_id": "4f...", "method": "POST",
+     "path": "/v1/models/half_plus_two:predict", "route": "v1_predict", "model": "half_plus_two",
+     "version": "", "status": 200, "duration_seconds": 0.0042, "bytes_in": 27,
+     "bytes_out": 31, "backend": "default", "grpc_code": "OK", "reason": null}
+
+Never logged: headers (credentials live there), the query string, request and response bodies.
+Unlike the metrics' bounded labels, ``model`` is the name as requested and ``version`` the
+version or ``label:<l>`` the request named (empty: latest).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import datetime, timezone
+
+import orjson
+
+from gateway.config import ServerSettings
+
+ACCESS_LOGGER = "tfs_gateway.access"
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+_MAX_PATH = 512
+
+
+def record(
+    *,
+    request_id: str,
+    method: str,
+    path: str,
+    route: str,
+    model: str,
+    version: str,
+    status: int,
+    duration_seconds: float,
+    bytes_in: int,
+    bytes_out: int,
+    backend: str,
+    grpc_code: str,
+    reason: str | None,
+) -> dict[str, object]:
+    """The access-log document; keyword-only so a field can never land in the wrong slot."""
+    return {
+        "time": datetime.now(timezone.utc).isoformat(),
+        "request_id": request_id,
+        "method": method,
+        "path": path[:_MAX_PATH],
+        "route": route,
+        "model": model,
+        "version": version,
+        "status": status,
+        "duration_seconds": round(duration_seconds, 6),
+        "bytes_in": bytes_in,
+        "bytes_out": bytes_out,
+        "backend": backend,
+        "grpc_code": grpc_code,
+        "reason": reason,
+    }
+
+
+def write(document: dict[str, object]) -> None:
+    if access_log.isEnabledFor(logging.INFO):
+        access_log.info(orjson.dumps(document).decode())
+
+
+class _Bare(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return record.getMessage()
+
+
+def configure_logging(server: ServerSettings) -> None:
+    """Root logging at ``server.log_level`` on stderr; access lines, bare JSON, on stdout.
+
+    The access log has its own switch (``server.access_log``, read per request so a reload can
+    flip it) rather than following the log level, so ``log_level: warning`` quiets the gateway
+    without losing the request record.
+    """
+    logging.basicConfig(
+        level=server.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    access_log.handlers.clear()
+    access_log.propagate = False
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_Bare())
+    access_log.addHandler(handler)
+    access_log.setLevel(logging.INFO)

@@ -1,0 +1,190 @@
+"""Liveness (``/healthz``) and readiness (``/readyz``), fed by one probe task per backend.
+
+``/healthz`` answers 200 while the process serves. ``/readyz`` answers 200 only when the
+gateway is not draining and every backend's latest probe passed; otherwise 503 with every
+check and, for each failed one, why::
+
+    {"status": "not ready",
+     "checks": {"draining": {"ok": true},
+                "backend:default": {"ok": false,
+                                    "reason": "model half_plus_two: no version is AVAILABLE (1: LOADING)"}}}
+
+A probe asks the backend's ``GetModelStatus`` for every model it must serve (the configured
+deployments' models, and ``health_check.model``); each needs an AVAILABLE version (the pinned
+one, for deployments pinned to a version). A backend with nothing configured is probed by its
+channel's connectivity. Probes set ``tfs_gateway_backend_up``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+import orjson
+from aiohttp import web
+
+from gateway._pb.tensorflow_serving.apis import get_model_status_pb2, model_pb2
+from gateway.backend import STATUS, Backend
+from gateway.config import Settings
+from gateway.errors import BackendError, GatewayError
+from gateway.services import Services
+from gateway.web_keys import SERVICES
+
+log = logging.getLogger("tfs_gateway.health")
+
+_AVAILABLE = get_model_status_pb2.ModelVersionStatus.State.Value("AVAILABLE")
+_State = get_model_status_pb2.ModelVersionStatus.State
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    ok: bool
+    reason: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {"ok": True} if self.ok else {"ok": False, "reason": self.reason}
+
+
+NOT_PROBED = Check(False, "not probed yet")
+NO_PROBES = Check(False, "backend probes are not running (create_app(probes=False))")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCheck:
+    """One model a backend must serve; ``version`` when a deployment pins one."""
+
+    name: str
+    version: int | None = None
+
+    def spec(self) -> model_pb2.ModelSpec:
+        spec = model_pb2.ModelSpec(name=self.name)
+        if self.version is not None:
+            spec.version.value = self.version
+        return spec
+
+
+def models_to_check(settings: Settings, backend: str) -> tuple[ModelCheck, ...]:
+    checks = {ModelCheck(d.model, d.version) for d in settings.deployments.values() if d.backend == backend}
+    model = settings.backend(backend).health_check.model
+    if model is not None:
+        checks.add(ModelCheck(model))
+    return tuple(sorted(checks, key=lambda c: (c.name, c.version or 0)))
+
+
+def judge_status(check: ModelCheck, reply: get_model_status_pb2.GetModelStatusResponse) -> Check:
+    states = {status.version: status.state for status in reply.model_version_status}
+    if any(state == _AVAILABLE for state in states.values()):
+        return Check(True)
+    seen = ", ".join(f"{version}: {_State.Name(state)}" for version, state in sorted(states.items()))
+    wanted = f"version {check.version}" if check.version is not None else "no version"
+    verb = "is not" if check.version is not None else "is"
+    return Check(False, f"model {check.name}: {wanted} {verb} AVAILABLE ({seen or 'no versions'})")
+
+
+async def probe_model(backend: Backend, check: ModelCheck, timeout: float) -> Check:
+    request = get_model_status_pb2.GetModelStatusRequest(model_spec=check.spec())
+    try:
+        reply = await backend.call(STATUS, request, timeout=timeout, metadata={"x-request-id": "readiness-probe"})
+    except GatewayError as exc:  # overload and open circuits too: readiness must say why
+        code = exc.grpc_code_name if isinstance(exc, BackendError) else exc.reason
+        return Check(False, f"model {check.name}: {code}: {exc}")
+    return judge_status(check, reply)
+
+
+async def probe_channel(backend: Backend, timeout: float) -> Check:
+    if backend.is_connected():
+        return Check(True)
+    try:
+        await asyncio.wait_for(backend.channel.channel_ready(), timeout)
+    except TimeoutError:
+        return Check(False, f"no connection to {backend.target} within {timeout:g}s")
+    return Check(True)
+
+
+async def probe(backend: Backend, models: tuple[ModelCheck, ...], timeout: float) -> Check:
+    if not models:
+        return await probe_channel(backend, timeout)
+    results = await asyncio.gather(*(probe_model(backend, model, timeout) for model in models))
+    failed = dict.fromkeys(result.reason for result in results if not result.ok)  # a dead backend fails alike
+    return Check(not failed, "; ".join(failed))
+
+
+@dataclass
+class Health:
+    """What ``/readyz`` reports: the draining flag and each backend's latest probe."""
+
+    draining: bool = False
+    backends: dict[str, Check] = field(default_factory=dict)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def checks(self) -> dict[str, Check]:
+        draining = Check(False, "shutting down") if self.draining else Check(True)
+        if not self._tasks:
+            return {"draining": draining, "backends": NO_PROBES}
+        return {"draining": draining, **{f"backend:{name}": check for name, check in self.backends.items()}}
+
+    def watch(self, services: Services) -> None:
+        """Probe ``services``' backends from now on (after a reload, the new generation's)."""
+        self._cancel()
+        self.backends = {name: NOT_PROBED for name in services.backends}
+        services.metrics.set_backends(services.backends)
+        self._tasks = [
+            asyncio.create_task(self._probe_forever(services, name), name=f"tfs-gateway probe {name}")
+            for name in services.backends
+        ]
+
+    async def _probe_forever(self, services: Services, name: str) -> None:
+        settings = services.settings.backend(name).health_check
+        models = models_to_check(services.settings, name)
+        while True:
+            result = await probe(services.backends[name], models, settings.timeout_seconds)
+            self._record(services, name, result)
+            await asyncio.sleep(settings.interval_seconds)
+
+    def _record(self, services: Services, name: str, result: Check) -> None:
+        if result != self.backends.get(name):
+            log.log(logging.INFO if result.ok else logging.WARNING, "backend %s: %s", name, result.reason or "up")
+        self.backends[name] = result
+        services.metrics.backend_up.labels(name).set(1 if result.ok else 0)
+
+    def _cancel(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    async def stop(self) -> None:
+        self._cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+
+HEALTH = web.AppKey("tfs_gateway_health", Health)
+
+
+async def probes_ctx(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: probe from startup on; runs after the services are built, stops before they close."""
+    app[HEALTH].watch(app[SERVICES].current)
+    yield
+    await app[HEALTH].stop()
+
+
+def _json(document: Mapping[str, object], status: int) -> web.Response:
+    return web.Response(body=orjson.dumps(document), status=status, content_type="application/json")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"}, 200)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks = request.app[HEALTH].checks()
+    ready = all(check.ok for check in checks.values())
+    document = {
+        "status": "ready" if ready else "not ready",
+        "checks": {name: check.to_json() for name, check in checks.items()},
+    }
+    return _json(document, 200 if ready else 503)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from gateway import codec, handlers, health, routes, web_metrics
+from gateway import codec, gctune, handlers, health, routes, web_metrics
 from gateway.backend import Backend
 from gateway.binding import bind, client_timeout
 from gateway.config import Settings
@@ -100,6 +100,7 @@ def create_app(
     async def backends_ctx(app: web.Application) -> AsyncIterator[None]:
         # grpc.aio channels belong to the running loop, so they open here, not at build time.
         app[SERVICES] = ServicesRef(build_services(settings, metrics))
+        gctune.freeze_startup_objects()
         yield
         await app[SERVICES].close()
 

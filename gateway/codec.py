@@ -43,6 +43,7 @@ from gateway._pb.tensorflow.core.framework import tensor_pb2
 from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
 from gateway._pb.tensorflow_serving.apis import predict_pb2
 from gateway.errors import GatewayError, InvalidArgument, Unimplemented
+from gateway.fastjson import NumericJson
 from gateway.jsonio import debug_string
 from gateway.tensors import SUPPORTED, DType, dtype_name, from_proto, to_proto
 
@@ -150,6 +151,11 @@ def build_predict_request(
 
 
 def _decode_columns(value: Any, dtypes: Mapping[str, int], bools_possible: bool) -> dict[str, Tensor]:
+    if isinstance(value, NumericJson):
+        fast = _from_numeric_json(value, dtypes)
+        if fast is not None:
+            return fast
+        value = value.value()
     if not isinstance(value, dict) or is_b64(value):
         if len(dtypes) != 1:
             raise InvalidArgument(
@@ -169,6 +175,12 @@ def _decode_columns(value: Any, dtypes: Mapping[str, int], bools_possible: bool)
 def _decode_rows(
     doc: Mapping[str, Any], rows: Any, dtypes: Mapping[str, int], bools_possible: bool
 ) -> dict[str, Tensor]:
+    if isinstance(rows, NumericJson):
+        # A whole regular array is both the stack of its rows and one columnar tensor.
+        fast = _from_numeric_json(rows, dtypes)
+        if fast is not None:
+            return fast
+        rows = rows.value()
     if not isinstance(rows, list):
         raise InvalidArgument(f"JSON Value: {debug_string(doc)} Expecting 'instances' to be an list/array")
     if not rows:
@@ -278,6 +290,15 @@ def _first_leaf(value: Any) -> Any:
     while isinstance(value, list) and value:
         value = value[0]
     return value
+
+
+def _from_numeric_json(value: NumericJson, dtypes: Mapping[str, int]) -> dict[str, Tensor] | None:
+    """The tensor of a body's pre-parsed number array, or None when the exact path must look."""
+    dtype = SUPPORTED.get(next(iter(dtypes.values()))) if len(dtypes) == 1 else None
+    if dtype is None or dtype.is_string:
+        return None
+    fast = _fast_numeric(value.array(floating=dtype.is_float), dtype, bools_possible=False)
+    return None if fast is None else {next(iter(dtypes)): fast}
 
 
 def _fast_numeric(value: Any, dtype: DType, bools_possible: bool) -> Tensor | None:
@@ -445,9 +466,17 @@ def b64decode(text: str, alias: str = "", index: int = 0) -> bytes:
 
 def encode_predict_response(response: predict_pb2.PredictResponse, fmt: Format) -> bytes:
     """PredictResponse -> the REST body (spec 5). Output aliases are written sorted."""
-    if not response.outputs:
+    return encode_outputs(output_arrays(response), fmt)
+
+
+def output_arrays(response: predict_pb2.PredictResponse) -> dict[str, npt.NDArray[Any]]:
+    return {alias: from_proto(response.outputs[alias]) for alias in sorted(response.outputs)}
+
+
+def encode_outputs(arrays: Mapping[str, npt.NDArray[Any]], fmt: Format) -> bytes:
+    """Output tensors (sorted by alias) -> the REST body; micro-batching hands in row slices."""
+    if not arrays:
         raise InvalidArgument("Cannot convert empty tensor map to JSON")
-    arrays = {alias: from_proto(response.outputs[alias]) for alias in sorted(response.outputs)}
     if fmt == "columnar":
         return _encode_columnar(arrays)
     return _encode_rows(arrays)
@@ -483,7 +512,7 @@ def tensor_json(array: npt.NDArray[Any], alias: str) -> orjson.Fragment:
     if array.dtype == object:
         return orjson.Fragment(orjson.dumps(_strings(array, alias.endswith("_bytes")).tolist()))
     if array.ndim == 0:
-        return orjson.Fragment(_scalar_json(array[()]))
+        return orjson.Fragment(_scalar_json(array.reshape(1)[0]))
     text = orjson.dumps(array, option=_NUMPY_OPTS)
     if array.dtype.kind == "f":
         finite = np.isfinite(array)

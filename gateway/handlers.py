@@ -6,13 +6,13 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway import codec, codec_examples, codec_meta, jsonio
+from gateway import batching, codec, codec_examples, codec_meta, fastjson, jsonio
 from gateway._pb.tensorflow_serving.apis import (
     classification_pb2,
     get_model_status_pb2,
     regression_pb2,
 )
-from gateway.backend import CLASSIFY, PREDICT, REGRESS, STATUS
+from gateway.backend import CLASSIFY, REGRESS, STATUS
 from gateway.binding import Binding
 from gateway.errors import PayloadTooLarge
 from gateway.services import RequestInfo, Services
@@ -56,15 +56,18 @@ async def metadata(request: web.Request, services: Services, binding: Binding, i
 
 
 async def predict(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
-    body, doc = await parse(request, services)
+    body = await read_body(request)
+    max_depth = services.settings.server.max_json_depth
+    # Large all-number bodies skip the nested lists; the exact path decides everything else.
+    fast = fastjson.parse_predict(body, max_depth=max_depth)
+    doc = fast if fast is not None else jsonio.parse_object(body, max_depth=max_depth)
     sig_name = codec.signature_name(doc)
     sig = codec.find_signature(await services.signatures(binding, info), sig_name)
     fmt, tensors = codec.decode_predict_inputs(
-        doc, sig, sig_name, services.limits, bools_possible=codec.bools_possible(body)
+        doc, sig, sig_name, services.limits, bools_possible=fast is None and codec.bools_possible(body)
     )
-    grpc_request = codec.build_predict_request(binding.model_spec(sig_name), tensors)
-    reply = await services.call(binding, PREDICT, grpc_request, info)
-    return json_response(codec.encode_predict_response(reply, fmt))
+    outputs = await batching.predict(services, binding, sig, binding.model_spec(sig_name), tensors, info)
+    return json_response(codec.encode_outputs(outputs, fmt))
 
 
 async def classify(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from gateway import gctune
 from gateway.errors import InvalidArgument
 
 _KEY_END = re.compile(rb'"[ \t\r\n]*:')
@@ -43,7 +44,7 @@ def parse_object(body: bytes, *, max_depth: int) -> dict[str, Any]:
         body = body[len(_BOM) :]
     if not body.strip():
         raise InvalidArgument("JSON Parse error: The document is empty")
-    value = _parse_fast(body, max_depth)
+    value = parse_fast(body, max_depth)
     if value is None:
         value = _parse_exact(body, max_depth)
     if not isinstance(value, dict):
@@ -51,10 +52,11 @@ def parse_object(body: bytes, *, max_depth: int) -> dict[str, Any]:
     return value
 
 
-def _parse_fast(body: bytes, max_depth: int) -> Any | None:
+def parse_fast(body: bytes, max_depth: int) -> Any | None:
     """orjson's answer when it is certainly right, else None."""
     try:
-        value = orjson.loads(body)
+        with gctune.paused(len(body) >= gctune.LARGE_BODY_BYTES):
+            value = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
     keys, depth = _shape_summary(value)

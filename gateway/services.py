@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 from gateway import codec, codec_meta
 from gateway._pb.tensorflow_serving.apis import get_model_metadata_pb2
 from gateway.backend import METADATA, Backend, Rpc
+from gateway.batching import Batcher
 from gateway.binding import Binding
 from gateway.config import Settings
 from gateway.errors import BackendError
@@ -56,6 +57,7 @@ class Services:
     backends: Mapping[str, Backend]
     signature_cache: SignatureCache
     limits: codec.Limits
+    batcher: Batcher = field(default_factory=Batcher)
 
     async def call(self, binding: Binding, rpc: Rpc[R], request: Message | bytes, info: RequestInfo) -> R:
         backend = self.backends[binding.backend]

@@ -1,0 +1,1 @@
+"""End to end: real HTTP -> gateway -> real gRPC -> ModelServer stand-in -> TensorFlow."""

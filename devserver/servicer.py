@@ -111,8 +111,10 @@ def model_metadata(
 
 def _version_status(version: int, record: VersionRecord) -> get_model_status_pb2.ModelVersionStatus:
     status = get_model_status_pb2.ModelVersionStatus(version=version, state=record.state)
+    # ModelServer always sets the status message (mutable_status()); healthy versions
+    # carry error_code OK and an empty message, which clients see printed.
+    status.status.SetInParent()
     if record.error is not None:
-        # Healthy versions keep error_code OK and an empty message.
         status.status.error_code = record.error.code.value[0]
         status.status.error_message = record.error.message
     return status

@@ -1,0 +1,73 @@
+"""CPU seconds and memory of a process tree, read from /proc (Linux only)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree(pid: int) -> list[int]:
+    """The process and its descendants (workers fork from the gateway's main process)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int(_stat_fields(int(entry.name))[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def _stat_fields(pid: int) -> list[str]:
+    # The command name may hold spaces; every field after its closing paren is plain.
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the whole tree, in seconds."""
+    total = 0
+    for member in tree(pid):
+        try:
+            fields = _stat_fields(member)
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def _status_kb(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def rss_mb(pid: int) -> float:
+    return sum(_status_kb(p, "VmRSS") for p in tree(pid)) / 1024
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Sum of each member's VmHWM: the peak since start or since the last reset."""
+    return sum(_status_kb(p, "VmHWM") for p in tree(pid)) / 1024
+
+
+def reset_peak(pid: int) -> bool:
+    """Reset VmHWM to the current RSS (needs Linux >= 4.0 and permission), so peaks are per case."""
+    try:
+        for member in tree(pid):
+            Path(f"/proc/{member}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True

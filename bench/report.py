@@ -1,0 +1,215 @@
+"""The bench's table of results and of ratios against the targets, as Markdown."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.run import Row, Run
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    value: float | None
+    limit: float
+    unit: str
+    at_most: bool = True
+
+    @property
+    def verdict(self) -> str:
+        if self.value is None:
+            return "not measured"
+        met = self.value <= self.limit if self.at_most else self.value >= self.limit
+        if met:
+            return "met"
+        miss = self.value / self.limit if self.at_most else self.limit / self.value
+        return f"missed ({miss:.2f}x off)"
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def progress(row: Row) -> str:
+    return (
+        f"{row.server:>10} {row.case:>22} c={row.concurrency:<3} {row.load.rps:9.1f} req/s "
+        f"p50 {row.load.p50_ms:8.3f} ms  p99 {row.load.p99_ms:8.3f} ms  cpu {_fmt(row.cpu_ms, 3)} ms/req"
+    )
+
+
+def _find(run: Run, server: str, case: str, concurrency: int) -> Row | None:
+    for row in run.rows:
+        if (row.server, row.case, row.concurrency) == (server, case, concurrency):
+            return row
+    return None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def _get(run: Run, server: str, case: str, c: int, attr: Callable[[Row], float | None]) -> float | None:
+    row = _find(run, server, case, c)
+    return None if row is None else attr(row)
+
+
+def targets(run: Run) -> list[Target]:
+    def cpu(server: str, case: str, c: int) -> float | None:
+        return _get(run, server, case, c, lambda r: r.cpu_ms)
+
+    def p50(server: str, case: str, c: int) -> float | None:
+        return _get(run, server, case, c, lambda r: r.load.p50_ms)
+
+    def rps(server: str, case: str, c: int) -> float | None:
+        return _get(run, server, case, c, lambda r: r.load.rps)
+
+    gw_p50, fl_p50 = p50("gateway", "small_predict", 1), p50("floor", "small_predict", 1)
+    gw = run.servers.get("gateway")
+    out = [
+        Target(
+            f"small predict CPU/req vs floor, c={c}",
+            _ratio(cpu("gateway", "small_predict", c), cpu("floor", "small_predict", c)),
+            1.15,
+            "x",
+        )
+        for c in (1, 16, 64)
+    ]
+    out.append(
+        Target(
+            "small predict p50 over floor's, c=1",
+            None if gw_p50 is None or fl_p50 is None else gw_p50 - fl_p50,
+            0.05,
+            "ms",
+        )
+    )
+    for case in ("image_row", "image_columnar"):
+        out.append(
+            Target(
+                f"{case} CPU/req vs baseline, c=1",
+                _ratio(cpu("gateway", case, 1), cpu("baseline", case, 1)),
+                1 / 6,
+                "x",
+            )
+        )
+        out.append(Target(f"{case} CPU/req (stretch), c=1", cpu("gateway", case, 1), 15.0, "ms"))
+    out.append(Target("idle RSS", None if gw is None else gw.idle_rss_mb, 80.0, "MB"))
+    out.append(
+        Target(
+            "peak RSS, 16 concurrent images",
+            _get(run, "gateway", "image_row", 16, lambda r: r.peak_rss_mb),
+            500.0,
+            "MB",
+        )
+    )
+    out.append(Target("startup to ready", None if gw is None else gw.startup_seconds, 1.0, "s"))
+    out.append(
+        Target(
+            "--workers 2 vs 1 throughput (batch_64x100, c=16)",
+            _ratio(run.workers.get("w2"), run.workers.get("w1")),
+            1.7,
+            "x",
+            at_most=False,
+        )
+    )
+    out.append(
+        Target(
+            "batched small predict CPU/req vs floor, c=64",
+            _ratio(cpu("gateway", "small_predict_batched", 64), cpu("floor", "small_predict", 64)),
+            0.5,
+            "x",
+        )
+    )
+    out.append(
+        Target(
+            "batched vs unbatched throughput, c=64",
+            _ratio(rps("gateway", "small_predict_batched", 64), rps("gateway", "small_predict", 64)),
+            2.0,
+            "x",
+            at_most=False,
+        )
+    )
+    return out
+
+
+def _results_table(run: Run) -> list[str]:
+    lines = [
+        "| case | c | server | req/s | p50 ms | p99 ms | CPU ms/req | peak RSS MB | vs floor CPU | vs baseline CPU |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in sorted(run.rows, key=lambda r: (r.case, r.concurrency, r.server)):
+        floor = _find(run, "floor", row.case.removesuffix("_batched").replace("_batched", ""), row.concurrency)
+        base = _find(run, "baseline", row.case.removesuffix("_batched"), row.concurrency)
+        vs_floor = _ratio(row.cpu_ms, floor.cpu_ms if floor else None)
+        vs_base = _ratio(row.cpu_ms, base.cpu_ms if base else None)
+        lines.append(
+            f"| {row.case} | {row.concurrency} | {row.server} | {row.load.rps:.0f} | {row.load.p50_ms:.3f} | "
+            f"{row.load.p99_ms:.3f} | {_fmt(row.cpu_ms, 3)} | {_fmt(row.peak_rss_mb, 0)} | "
+            f"{_fmt(vs_floor)} | {_fmt(vs_base, 3)} |"
+        )
+    return lines
+
+
+def _targets_table(run: Run) -> list[str]:
+    lines = ["| target | measured | limit | verdict |", "|---|---:|---:|---|"]
+    for t in targets(run):
+        limit = f"{'<=' if t.at_most else '>='} {t.limit:.3g} {t.unit}"
+        lines.append(f"| {t.name} | {_fmt(t.value, 3)} {t.unit} | {limit} | {t.verdict} |")
+    return lines
+
+
+def _servers(run: Run) -> list[str]:
+    lines = ["| server | startup to ready s | idle RSS MB |", "|---|---:|---:|"]
+    for srv in run.servers.values():
+        lines.append(f"| {srv.name} | {srv.startup_seconds:.2f} | {srv.idle_rss_mb:.0f} |")
+    return lines
+
+
+_LOADGEN = {True: "wrk, 1 thread", False: "Python aiohttp client (wrk not installed)"}
+
+
+def machine(platform_text: str) -> str:
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), {platform_text}"
+
+
+def render(run: Run, command: str, seconds: float, wrk: bool, platform_text: str) -> str:
+    lines = [
+        "# Bench results",
+        "",
+        f"Command: `{command}` (took {seconds:.0f} s). Load generator: {_LOADGEN[wrk]}.",
+        "",
+        f"Machine: {machine(platform_text)}. The load generator, the fake backend and the server under test",
+        "share these cores, so absolute req/s are low and the CPU-per-request ratios are the figures to read.",
+        "CPU is the server process tree's utime+stime over the run divided by requests answered",
+        "(10 ms clock-tick resolution); peak RSS is VmHWM, reset before each case.",
+        "`direct` is a grpc.aio client straight to the backend (latency floor; no server CPU is counted).",
+        "`baseline` is bench/baseline_proxy.py: json.loads -> tf.make_tensor_proto -> gRPC ->",
+        "make_ndarray().tolist() -> json.dumps.",
+        "",
+        "## Targets",
+        "",
+        *_targets_table(run),
+        "",
+        "## Servers",
+        "",
+        *_servers(run),
+        "",
+        f"Workers: {run.workers or 'not measured'}",
+        "",
+        *[f"Note: {n}" for n in run.notes],
+        "",
+        "## All results",
+        "",
+        *_results_table(run),
+        "",
+    ]
+    return "\n".join(lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 import numpy as np
-from devserver_helpers import expect_error, f32, float_example, i32, i64, predict_request, spec
+from .devserver_helpers import expect_error, f32, float_example, i32, i64, predict_request, spec
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,

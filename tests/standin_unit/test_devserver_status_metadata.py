@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devserver_helpers import spec
+from .devserver_helpers import spec
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import (

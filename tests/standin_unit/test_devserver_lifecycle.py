@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from devserver_helpers import f32, outputs_as_arrays, predict_request, spec
+from .devserver_helpers import f32, outputs_as_arrays, predict_request, spec
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis.model_service_pb2_grpc import ModelServiceStub
 from tensorflow_serving.apis.prediction_service_pb2_grpc import PredictionServiceStub

@@ -6,9 +6,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
-from gateway import codec, gctune, handlers, health, routes, web_metrics
+from gateway import auth, codec, compression, cors, gctune, handlers, health, routes, web_metrics
 from gateway.backend import Backend
 from gateway.binding import bind, client_timeout
 from gateway.config import Settings
@@ -60,16 +61,7 @@ SPECIALS = web.AppKey("tfs_gateway_specials", dict)
 
 
 def build_services(settings: Settings, metrics: Metrics) -> Services:
-    backends = {
-        name: Backend(
-            name,
-            backend.targets,
-            metrics=metrics,
-            max_message_bytes=backend.max_message_bytes,
-            load_balancing=backend.load_balancing,
-        )
-        for name, backend in settings.backends.items()
-    }
+    backends = {name: Backend.from_settings(name, backend, metrics) for name, backend in settings.backends.items()}
     cache = SignatureCache(
         ttl_seconds=settings.signature_cache.ttl_seconds,
         max_entries=settings.signature_cache.max_entries,
@@ -78,21 +70,38 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
     return Services(settings, metrics, backends, cache, codec.Limits(settings.server.max_tensor_elements))
 
 
+def optional_middlewares(settings: Settings, specials: dict[str, routes.Endpoint]) -> list[Middleware]:
+    """gzip -> cors -> errors -> auth: error answers get CORS headers and compression; 401/403 are envelopes."""
+    chain = [
+        compression.middleware(settings.server.gzip_responses),
+        cors.middleware(settings.cors),
+        error_middleware,
+        auth.middleware(settings, specials),
+    ]
+    return [m for m in chain if m is not None]
+
+
 def create_app(
     settings: Settings, *, registry: CollectorRegistry | None = None, probes: bool = False
 ) -> web.Application:
     """The gateway app. ``probes=True`` starts the backend probes behind ``/readyz`` and ``backend_up``
     (the process runner does); they are off by default so that a scripted test backend sees only the
     calls its test makes, and ``/readyz`` then reports the backends as not probed."""
+    specials = special_paths(settings)
     app = web.Application(
         client_max_size=settings.server.max_request_bytes,
-        middlewares=[services_middleware, request_id_middleware, observe_middleware, error_middleware],
+        middlewares=[
+            services_middleware,
+            request_id_middleware,
+            observe_middleware,
+            *optional_middlewares(settings, specials),
+        ],
         handler_args={
             "max_line_size": settings.server.max_header_bytes,
             "max_field_size": settings.server.max_header_bytes,
         },
     )
-    app[SPECIALS] = special_paths(settings)
+    app[SPECIALS] = specials
     app[health.HEALTH] = health.Health()
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry, known_models(settings), settings.backends)

@@ -11,6 +11,7 @@
     ├── Unauthorized         401    (carries WWW-Authenticate)
     ├── Forbidden            403
     ├── PayloadTooLarge      413
+    ├── RequestTimeout       408    the body arrived too slowly
     ├── Overloaded           503    shed load (carries Retry-After)
     └── BackendError         the backend's gRPC status, mapped by ``http_status_for``
         ├── BackendUnavailable   503  cannot reach the backend
@@ -135,6 +136,13 @@ class Forbidden(GatewayError):
 class PayloadTooLarge(GatewayError):
     status = 413
     reason = "payload_too_large"
+
+
+class RequestTimeout(GatewayError):
+    """The client sent its body too slowly (``server.client_read_timeout_seconds``)."""
+
+    status = 408
+    reason = "request_timeout"
 
 
 class Overloaded(GatewayError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -14,7 +15,7 @@ from gateway._pb.tensorflow_serving.apis import (
 )
 from gateway.backend import CLASSIFY, REGRESS, STATUS
 from gateway.binding import Binding
-from gateway.errors import PayloadTooLarge
+from gateway.errors import PayloadTooLarge, RequestTimeout
 from gateway.services import RequestInfo, Services
 
 JSON = "application/json"
@@ -26,19 +27,25 @@ def json_response(body: bytes, status: int = 200) -> web.Response:
     return web.Response(body=body, status=status, content_type=JSON)
 
 
-async def read_body(request: web.Request) -> bytes:
-    """The whole body, gunzipped by aiohttp when Content-Encoding says so, capped after that."""
+async def read_body(request: web.Request, timeout: float | None = None) -> bytes:
+    """The whole body, gunzipped by aiohttp when Content-Encoding says so, capped after that.
+
+    ``timeout`` bounds a slow client (aiohttp has no body read timeout of its own).
+    """
     try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except TimeoutError:
+        raise RequestTimeout(f"Request body not received within {timeout:g} seconds") from None
+    except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(
             f"Request body is larger than the limit of {request.client_max_size} bytes",
-            details={"max_request_bytes": request.client_max_size, "actual_bytes": exc.actual_size},
+            details={"max_request_bytes": request.client_max_size},
         ) from None
 
 
 async def parse(request: web.Request, services: Services) -> tuple[bytes, dict[str, object]]:
-    body = await read_body(request)
+    body = await read_body(request, services.settings.server.client_read_timeout_seconds)
     return body, jsonio.parse_object(body, max_depth=services.settings.server.max_json_depth)
 
 
@@ -56,7 +63,7 @@ async def metadata(request: web.Request, services: Services, binding: Binding, i
 
 
 async def predict(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
-    body = await read_body(request)
+    body = await read_body(request, services.settings.server.client_read_timeout_seconds)
     max_depth = services.settings.server.max_json_depth
     # Large all-number bodies skip the nested lists; the exact path decides everything else.
     fast = fastjson.parse_predict(body, max_depth=max_depth)

@@ -1,0 +1,174 @@
+"""Who may call what: Basic auth and API keys, per deployment or model, or globally.
+
+The policy for a request comes from the same URL grammar and config lookups the
+dispatcher uses (``routes.resolve``, then the deployment or model settings), so an
+encoded or oddly cased path cannot reach a route under another route's policy. Paths
+that resolve to nothing get the global policy: an unauthenticated client learns nothing
+about which deployments exist.
+
+Credentials::
+
+    Authorization: Basic base64(user:password)       (type basic or any)
+    Authorization: Bearer <key>  |  X-API-Key: <key> (type api_key or any)
+
+Schemes are case-insensitive (RFC 7235); credentials are not. Missing or wrong
+credentials get 401 with ``WWW-Authenticate``; credentials that another route accepts
+get 403. Every comparison is constant-time and runs over every configured secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from gateway import routes
+from gateway.config import AuthPolicy, Settings
+from gateway.errors import Forbidden, GatewayError, Unauthorized
+
+API_KEY_HEADER = "X-API-Key"
+_HEALTH: frozenset[str] = frozenset({"healthz", "readyz"})
+# Compared against when a user name is unknown, so timing does not reveal which names exist.
+_DUMMY = b"\x00" * 32
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a request presented; empty fields when it presented nothing of that kind."""
+
+    user: str | None = None
+    password: str | None = None
+    api_key: str | None = None
+    malformed: bool = False
+
+    @property
+    def present(self) -> bool:
+        return self.user is not None or self.api_key is not None or self.malformed
+
+
+def credentials(headers: Mapping[str, str]) -> Credentials:
+    """Parse ``Authorization`` / ``X-API-Key`` without judging them."""
+    header = headers.get("Authorization")
+    if header is None:
+        key = headers.get(API_KEY_HEADER)
+        return Credentials(api_key=key) if key else Credentials()
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer" and value:
+        return Credentials(api_key=value)
+    if scheme.lower() == "basic" and value:
+        return _basic(value)
+    return Credentials(malformed=True)
+
+
+def _basic(value: str) -> Credentials:
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return Credentials(malformed=True)
+    user, colon, password = decoded.partition(":")
+    if not colon:
+        return Credentials(malformed=True)
+    return Credentials(user=user, password=password)
+
+
+def _equal(secret: str, candidate: str) -> bool:
+    return hmac.compare_digest(secret.encode(), candidate.encode())
+
+
+def accepts(policy: AuthPolicy, creds: Credentials) -> bool:
+    """Whether ``policy`` lets these credentials in."""
+    if policy.type == "none":
+        return True
+    ok = False
+    if policy.type in ("basic", "any") and creds.user is not None and creds.password is not None:
+        secret = policy.basic_users.get(creds.user)
+        # Always compare, even for an unknown user, so the answer takes the same time.
+        matched = _equal(secret.value if secret else _DUMMY.decode(), creds.password)
+        ok = matched and secret is not None
+    if policy.type in ("api_key", "any") and creds.api_key is not None:
+        ok = _any_key(policy, creds.api_key) or ok
+    return ok
+
+
+def _any_key(policy: AuthPolicy, candidate: str) -> bool:
+    # No short-circuit: the time taken must not say which key (if any) matched.
+    matched = False
+    for key in policy.api_keys:
+        matched = _equal(key.value, candidate) | matched
+    return matched
+
+
+def challenge(policy: AuthPolicy) -> str:
+    realm = policy.realm.replace("\\", "\\\\").replace('"', '\\"')
+    schemes = {"basic": ["Basic"], "api_key": ["Bearer"], "any": ["Basic", "Bearer"]}[policy.type]
+    return ", ".join(f'{scheme} realm="{realm}"' for scheme in schemes)
+
+
+class Authenticator:
+    """Every policy the config names, built once; decides one request's fate."""
+
+    def __init__(self, settings: Settings, specials: dict[str, routes.Endpoint]) -> None:
+        self.settings = settings
+        self.specials = specials
+        self.default = settings.auth.policy()
+        self.policies = tuple(_all_policies(settings))
+
+    @property
+    def active(self) -> bool:
+        return any(policy.type != "none" for policy in self.policies)
+
+    def policy_for(self, method: str, raw_path: str) -> AuthPolicy:
+        try:
+            target = routes.resolve(method, raw_path, self.specials)
+        except GatewayError:
+            return self.default
+        if isinstance(target, routes.Special):
+            return self._special(target.endpoint)
+        if target.family == "deployment":
+            deployment = self.settings.deployment(target.name)
+            return deployment.auth if deployment is not None else self.default
+        return self.settings.model_settings(target.name).auth
+
+    def _special(self, endpoint: routes.Endpoint) -> AuthPolicy:
+        protect = self.settings.auth.protect_health if endpoint in _HEALTH else self.settings.auth.protect_metrics
+        return self.default if protect else AuthPolicy()
+
+    def check(self, policy: AuthPolicy, creds: Credentials) -> None:
+        """Return when allowed; raise Unauthorized (401) or Forbidden (403)."""
+        if accepts(policy, creds):
+            return
+        if creds.present and not creds.malformed and any(accepts(p, creds) for p in self._guarded()):
+            raise Forbidden("These credentials are not allowed here")
+        message = "Invalid credentials" if creds.present else "Authentication required"
+        raise Unauthorized(message, headers={"WWW-Authenticate": challenge(policy)})
+
+    def _guarded(self) -> Iterable[AuthPolicy]:
+        return (policy for policy in self.policies if policy.type != "none")
+
+
+def _all_policies(settings: Settings) -> list[AuthPolicy]:
+    policies = [settings.auth.policy()]
+    policies += [model.auth for model in settings.models.overrides.values()]
+    policies += [deployment.auth for deployment in settings.deployments.values()]
+    return policies
+
+
+def middleware(settings: Settings, specials: dict[str, routes.Endpoint]) -> Middleware | None:
+    """The auth middleware over the dispatcher's own special paths, or None when nothing needs credentials."""
+    authenticator = Authenticator(settings, specials)
+    if not authenticator.active:
+        return None
+
+    @web.middleware
+    async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        policy = authenticator.policy_for(request.method, request.raw_path)
+        authenticator.check(policy, credentials(request.headers))
+        return await handler(request)
+
+    return auth_middleware

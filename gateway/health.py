@@ -100,7 +100,7 @@ async def probe_channel(backend: Backend, timeout: float) -> Check:
     try:
         await asyncio.wait_for(backend.channel.channel_ready(), timeout)
     except TimeoutError:
-        return Check(False, f"no connection to {backend.target} within {timeout:g}s")
+        return Check(False, f"no connection to backend {backend.name} within {timeout:g}s")
     return Check(True)
 
 

@@ -26,6 +26,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -41,6 +42,7 @@ from gateway.accesslog import configure_logging
 from gateway.app import create_app, reload_services
 from gateway.config import ConfigError, Settings
 from gateway.health import HEALTH
+from gateway.tls import server_ssl_context
 from gateway.web_keys import SERVICES
 from gateway.web_metrics import metrics_app
 
@@ -81,13 +83,16 @@ def announce(what: str) -> None:
     print(f"tfs-gateway: {what} (pid {os.getpid()})", file=sys.stderr, flush=True)
 
 
-def _urls(runner: web.BaseRunner) -> str:
-    return ", ".join(f"http://{address[0]}:{address[1]}" for address in runner.addresses)
+def _urls(runner: web.BaseRunner, tls: ssl.SSLContext | None) -> str:
+    scheme = "https" if tls is not None else "http"
+    return ", ".join(f"{scheme}://{address[0]}:{address[1]}" for address in runner.addresses)
 
 
-async def _start(runner: web.BaseRunner, host: str, port: int, reuse_port: bool) -> None:
+async def _start(
+    runner: web.BaseRunner, host: str, port: int, reuse_port: bool, tls: ssl.SSLContext | None
+) -> None:
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+    await web.TCPSite(runner, host, port, reuse_port=reuse_port or None, ssl_context=tls).start()
 
 
 async def serve(settings: Settings, reload: Reload | None, *, reuse_port: bool = False) -> int:
@@ -98,13 +103,14 @@ async def serve(settings: Settings, reload: Reload | None, *, reuse_port: bool =
         app, access_log=None, keepalive_timeout=server.keepalive_timeout_seconds, shutdown_timeout=CANCEL_SECONDS
     )
     side: web.AppRunner | None = None
+    tls = server_ssl_context(server.tls)
     try:
-        await _start(runner, server.host, server.port, reuse_port)
-        announce(f"serving {_urls(runner)}")
+        await _start(runner, server.host, server.port, reuse_port, tls)
+        announce(f"serving {_urls(runner, tls)}")
         side = _metrics_runner(settings, app)
         if side is not None:
-            await _start(side, server.host, server.metrics_port or 0, reuse_port)
-            announce(f"serving metrics {_urls(side)}")
+            await _start(side, server.host, server.metrics_port or 0, reuse_port, tls)
+            announce(f"serving metrics {_urls(side, tls)}")
         stop = asyncio.Event()
         _install_signals(app, stop, reload)
         await stop.wait()

@@ -22,7 +22,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE_SECONDS = 30.0
-_SERVING = re.compile(r"tfs-gateway: serving http://127\.0\.0\.1:(\d+) \(pid (\d+)\)")
+_SERVING = re.compile(r"tfs-gateway: serving https?://127\.0\.0\.1:(\d+) \(pid (\d+)\)")
 
 
 class GatewayProcess:

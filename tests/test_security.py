@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime
 import gzip
 import ssl
 from collections.abc import AsyncIterator
@@ -14,11 +13,8 @@ import aiohttp
 import grpc
 import pytest
 from aiohttp import web
+from certs import make_cert
 from conftest import MakeGatewayClient, build_app
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from fake_backend import FakeModelServer
 from harness import MODEL, base_settings, install_models, raw_url
 
@@ -228,34 +224,6 @@ async def test_gzip_responses(make_gateway_client: MakeGatewayClient) -> None:
 
 
 # --------------------------------------------------------------------------- TLS
-
-
-def make_cert(directory: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for ``localhost``/127.0.0.1 (also usable as its own CA)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    san = x509.SubjectAlternativeName(
-        [x509.DNSName("localhost"), x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]
-    )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(san, critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
 
 
 async def test_serves_https(tmp_path: Path, fake_backend: FakeModelServer) -> None:

@@ -76,7 +76,7 @@ def optional_middlewares(settings: Settings, specials: dict[str, routes.Endpoint
         compression.middleware(settings.server.gzip_responses),
         cors.middleware(settings.cors),
         error_middleware,
-        auth.middleware(settings, specials),
+        auth.middleware(specials),
     ]
     return [m for m in chain if m is not None]
 

@@ -30,6 +30,7 @@ from aiohttp.typedefs import Handler, Middleware
 from gateway import routes
 from gateway.config import AuthPolicy, Settings
 from gateway.errors import Forbidden, GatewayError, Unauthorized
+from gateway.middlewares import request_services
 
 API_KEY_HEADER = "X-API-Key"
 _HEALTH: frozenset[str] = frozenset({"healthz", "readyz"})
@@ -159,16 +160,26 @@ def _all_policies(settings: Settings) -> list[AuthPolicy]:
     return policies
 
 
-def middleware(settings: Settings, specials: dict[str, routes.Endpoint]) -> Middleware | None:
-    """The auth middleware over the dispatcher's own special paths, or None when nothing needs credentials."""
-    authenticator = Authenticator(settings, specials)
-    if not authenticator.active:
-        return None
+def middleware(specials: dict[str, routes.Endpoint]) -> Middleware:
+    """The auth middleware over the dispatcher's own special paths.
+
+    Policies come from the settings the request is served with, so a SIGHUP reload
+    that changes auth applies to the next request; the Authenticator is rebuilt only
+    when the settings object changes.
+    """
+    built: list[tuple[Settings, Authenticator]] = []
+
+    def authenticator_for(settings: Settings) -> Authenticator:
+        if not built or built[0][0] is not settings:
+            built[:] = [(settings, Authenticator(settings, specials))]
+        return built[0][1]
 
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        policy = authenticator.policy_for(request.method, request.raw_path)
-        authenticator.check(policy, credentials(request.headers))
+        authenticator = authenticator_for(request_services(request).settings)
+        if authenticator.active:
+            policy = authenticator.policy_for(request.method, request.raw_path)
+            authenticator.check(policy, credentials(request.headers))
         return await handler(request)
 
     return auth_middleware

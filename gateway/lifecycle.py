@@ -60,6 +60,7 @@ RESTART_ONLY = (
     "max_request_bytes",
     "max_header_bytes",
     "keepalive_timeout_seconds",
+    "gzip_responses",  # the compression middleware is part of the app's frozen chain
     "tls",
 )
 # After the grace period, aiohttp gets this long to cancel leftovers and close connections.
@@ -184,6 +185,8 @@ def _warn_restart_only(old: Settings, new: Settings) -> None:
     changed = [f"server.{key}" for key in RESTART_ONLY if getattr(old.server, key) != getattr(new.server, key)]
     if old.metrics != new.metrics:
         changed.append("metrics")
+    if old.cors != new.cors:
+        changed.append("cors")
     if changed:
         log.warning("config reload: %s changed; these take effect only after a restart", ", ".join(changed))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -71,3 +72,16 @@ def reset_peak(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def settle(pid: int, *, quiet_seconds: float = 0.2, cap_seconds: float = 120.0) -> None:
+    """Wait until the tree stops using CPU: a server may still be working off requests that the
+    load generator gave up on, and that work must not be billed to the next case."""
+    deadline = time.monotonic() + cap_seconds
+    before = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_seconds)
+        after = cpu_seconds(pid)
+        if after - before <= 1 / TICK:
+            return
+        before = after

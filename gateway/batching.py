@@ -183,13 +183,16 @@ async def predict(
     info: RequestInfo,
 ) -> Arrays:
     """The outputs of one validated predict: through a batch when the route allows it."""
+    settings = binding.settings.batching
+    if not settings.enabled:
+        payload = wire.predict_request(spec, tensors)
+        return codec.output_arrays(await services.call(binding, PREDICT, payload, info))
 
     async def call(payload: bytes) -> Arrays:
         return codec.output_arrays(await services.call(binding, PREDICT, payload, info))
 
-    settings = binding.settings.batching
     rows = rows_of(tensors)
-    if settings.enabled and rows is not None and rows < settings.max_batch_size and _batchable(sig):
+    if rows is not None and rows < settings.max_batch_size and _batchable(sig):
 
         def start() -> _Batch:
             label = services.metrics.model_label(binding.name)

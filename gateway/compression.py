@@ -7,7 +7,6 @@ than the bytes saved. aiohttp compresses large bodies in an executor, off the ev
 from __future__ import annotations
 
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler, Middleware
 
 MIN_COMPRESS_BYTES = 1024
 
@@ -31,23 +30,12 @@ def _q_is_zero(params: str) -> bool:
         return False
 
 
-def middleware(enabled: bool) -> Middleware | None:
-    """The gzip middleware, or None when ``server.gzip_responses`` is off."""
-    if not enabled:
-        return None
-
-    @web.middleware
-    async def gzip_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        response = await handler(request)
-        if not isinstance(response, web.Response):
-            return response
-        if _worth_it(request, response):
-            response.enable_compression(web.ContentCoding.gzip)
-        # Whether an answer is compressed depends on Accept-Encoding, so caches must key on it.
-        response.headers.add(hdrs.VARY, "Accept-Encoding")
-        return response
-
-    return gzip_middleware
+def maybe_compress(request: web.Request, response: web.Response) -> None:
+    """gzip ``response`` when it is worth it and the client accepts it."""
+    if _worth_it(request, response):
+        response.enable_compression(web.ContentCoding.gzip)
+    # Whether an answer is compressed depends on Accept-Encoding, so caches must key on it.
+    response.headers.add(hdrs.VARY, "Accept-Encoding")
 
 
 def _worth_it(request: web.Request, response: web.Response) -> bool:

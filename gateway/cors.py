@@ -10,11 +10,9 @@ every answer, errors included, so a browser can read the error envelope.
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from gateway.config import CorsSettings
 from gateway.errors import Forbidden
-from gateway.middlewares import error_response
 
 
 class Cors:
@@ -55,39 +53,27 @@ class Cors:
         headers["Access-Control-Max-Age"] = str(self.settings.max_age_seconds)
         return headers
 
+    def decorate(self, response: web.StreamResponse, origin: str) -> None:
+        """Allowances on an actual (non-preflight) answer, errors included."""
+        if self.origin_allowed(origin):
+            response.headers.update(self.allow_origin_headers(origin))
+            if self.settings.expose_headers:
+                response.headers["Access-Control-Expose-Headers"] = ", ".join(self.settings.expose_headers)
+
+
+def is_preflight(request: web.Request) -> bool:
+    return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+
 
 def _requested_headers(request: web.Request) -> list[str]:
     raw = request.headers.get("Access-Control-Request-Headers", "")
     return [name.strip() for name in raw.split(",") if name.strip()]
 
 
-def preflight(cors: Cors, request: web.Request, origin: str, method: str) -> web.Response:
+def preflight(cors: Cors, request: web.Request, origin: str) -> web.Response:
+    """204 with the allowances, or Forbidden (rendered as the 403 envelope)."""
+    method = request.headers.get("Access-Control-Request-Method", "")
     problem = cors.preflight_problem(origin, method, _requested_headers(request))
     if problem is not None:
-        return error_response(Forbidden(f"CORS preflight refused: {problem} not allowed"), request)
+        raise Forbidden(f"CORS preflight refused: {problem} not allowed")
     return web.Response(status=204, headers=cors.preflight_headers(origin))
-
-
-def middleware(settings: CorsSettings) -> Middleware | None:
-    """The CORS middleware, or None while CORS is disabled."""
-    if not settings.enabled:
-        return None
-    cors = Cors(settings)
-    expose = ", ".join(settings.expose_headers)
-
-    @web.middleware
-    async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        if origin is None:
-            return await handler(request)
-        method = request.headers.get("Access-Control-Request-Method")
-        if request.method == "OPTIONS" and method is not None:
-            return preflight(cors, request, origin, method)
-        response = await handler(request)
-        if cors.origin_allowed(origin):
-            response.headers.update(cors.allow_origin_headers(origin))
-            if expose:
-                response.headers["Access-Control-Expose-Headers"] = expose
-        return response
-
-    return cors_middleware

@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 
 from gateway import codec, codec_meta
 from gateway._pb.tensorflow_serving.apis import get_model_metadata_pb2
+from gateway.auth import Authenticator
 from gateway.backend import METADATA, Backend, Rpc
 from gateway.batching import Batcher
 from gateway.binding import Binding
@@ -58,6 +59,11 @@ class Services:
     signature_cache: SignatureCache
     limits: codec.Limits
     batcher: Batcher = field(default_factory=Batcher)
+    authenticator: Authenticator = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Built with the settings it serves, so a reload brings its own policies.
+        self.authenticator = Authenticator(self.settings)
 
     async def call(self, binding: Binding, rpc: Rpc[R], request: Message | bytes, info: RequestInfo) -> R:
         backend = self.backends[binding.backend]

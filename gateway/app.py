@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from gateway import codec, gctune, handlers, health, routes, web_metrics
+from gateway import codec, gctune, handlers, health, memtrim, routes, web_metrics
 from gateway.backend import Backend
 from gateway.binding import bind, client_timeout
 from gateway.config import Settings
@@ -86,7 +86,11 @@ def create_app(
         },
     )
     app[SPECIALS] = specials
-    app[EDGE] = Edge(cors=Cors(settings.cors) if settings.cors.enabled else None, gzip=settings.server.gzip_responses)
+    app[EDGE] = Edge(
+        cors=Cors(settings.cors) if settings.cors.enabled else None,
+        gzip=settings.server.gzip_responses,
+        trimmer=memtrim.Trimmer(),
+    )
     app[health.HEALTH] = health.Health()
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry, known_models(settings), settings.backends)

@@ -33,6 +33,8 @@ async def read_body(request: web.Request, timeout: float | None = None) -> bytes
     ``timeout`` bounds a slow client (aiohttp has no body read timeout of its own).
     """
     try:
+        if request.content.is_eof():
+            return await request.read()  # already buffered: nothing for a slow client to stall
         async with asyncio.timeout(timeout):
             return await request.read()
     except TimeoutError:

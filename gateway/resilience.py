@@ -194,7 +194,11 @@ class ConcurrencyLimiter:
             self._semaphore.release()
 
     async def _acquire(self, timeout: float | None) -> None:
-        if self._semaphore.locked() and self._waiting >= self._max_queue:
+        if not self._semaphore.locked():
+            # A free slot is taken at once; a deadline context would only cost time.
+            await self._semaphore.acquire()
+            return
+        if self._waiting >= self._max_queue:
             raise Overloaded(
                 f"Backend {self.name} is overloaded: {self._max_concurrency} requests in flight "
                 f"and {self._max_queue} waiting",

@@ -24,7 +24,7 @@ for _ in $(seq 1 600); do
 done
 
 "$PY" -m gateway --host 127.0.0.1 --port "$PORT" --backend "127.0.0.1:$GRPC_PORT" \
-  --deployment demo=half_plus_two --deployment digits=mnist 2>"$LOGS/gateway.err" &
+  --deployment demo=half_plus_two --deployment digits=mnist >"$LOGS/access.log" 2>"$LOGS/gateway.err" &
 GATEWAY_PID=$!
 for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
@@ -36,7 +36,7 @@ B="http://127.0.0.1:$PORT"
 cat <<MSG
 
 tfserving-gateway is serving on $B, in front of the ModelServer stand-in on 127.0.0.1:$GRPC_PORT.
-Logs: $LOGS. Try:
+Logs: $LOGS (access.log holds one JSON line per request). Try:
 
   curl $B/v1/models/half_plus_two
   curl $B/v1/models/half_plus_two/metadata

@@ -89,9 +89,7 @@ def _urls(runner: web.BaseRunner, tls: ssl.SSLContext | None) -> str:
     return ", ".join(f"{scheme}://{address[0]}:{address[1]}" for address in runner.addresses)
 
 
-async def _start(
-    runner: web.BaseRunner, host: str, port: int, reuse_port: bool, tls: ssl.SSLContext | None
-) -> None:
+async def _start(runner: web.BaseRunner, host: str, port: int, reuse_port: bool, tls: ssl.SSLContext | None) -> None:
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_port=reuse_port or None, ssl_context=tls).start()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,12 @@ def values(tensor: codec.Tensor) -> Any:
 @pytest.mark.parametrize(
     ("body", "sig", "fmt", "expected"),
     [
-        (b'{"instances": ["foo", "bar", "baz"]}', signature(x="string"), "row", {"x": ((3,), [b"foo", b"bar", b"baz"])}),
+        (
+            b'{"instances": ["foo", "bar", "baz"]}',
+            signature(x="string"),
+            "row",
+            {"x": ((3,), [b"foo", b"bar", b"baz"])},
+        ),
         (b'{"instances": [[[1, 2]], [[3, 4]]]}', signature(x="int32"), "row", {"x": ((2, 1, 2), [[[1, 2]], [[3, 4]]])}),
         (
             b'{"instances": [{"tag": "foo", "signal": [1, 2], "sensor": [[1, 2], [3, 4]]},'
@@ -67,7 +73,12 @@ def values(tensor: codec.Tensor) -> Any:
         ),
         (b'{"inputs": 3.5}', signature(x="double"), "columnar", {"x": ((), 3.5)}),
         (b'{"inputs": {"b64": "aGVsbG8="}}', signature(x="string"), "columnar", {"x": ((), b"hello")}),
-        (b'{"instances": [{"b64": "aGk="}, {"b64": "aGk"}]}', signature(x="string"), "row", {"x": ((2,), [b"hi", b"hi"])}),
+        (
+            b'{"instances": [{"b64": "aGk="}, {"b64": "aGk"}]}',
+            signature(x="string"),
+            "row",
+            {"x": ((2,), [b"hi", b"hi"])},
+        ),
         (b'{"inputs": []}', signature(x="float"), "columnar", {"x": ((0,), [])}),
         (b'{"inputs": [[], []]}', signature(x="int64"), "columnar", {"x": ((2, 0), [[], []])}),
         (b'{"instances": [true, false]}', signature(x="bool"), "row", {"x": ((2,), [True, False])}),
@@ -76,7 +87,12 @@ def values(tensor: codec.Tensor) -> Any:
         (b'{"instances": [18446744073709551615]}', signature(x="uint64"), "row", {"x": ((1,), [2**64 - 1])}),
         (b'{"instances": [4294967295]}', signature(x="uint32"), "row", {"x": ((1,), [2**32 - 1])}),
         (b'{"instances": [-128, 127]}', signature(x="int8"), "row", {"x": ((2,), [-128, 127])}),
-        (b'{"signature_name": "", "inputs": "caf\\u00e9"}', signature(x="string"), "columnar", {"x": ((), "café".encode())}),
+        (
+            b'{"signature_name": "", "inputs": "caf\\u00e9"}',
+            signature(x="string"),
+            "columnar",
+            {"x": ((), "café".encode())},
+        ),
     ],
 )
 def test_predict_requests(body: bytes, sig: meta_graph_pb2.SignatureDef, fmt: str, expected: dict[str, Any]) -> None:
@@ -101,12 +117,20 @@ def test_nan_and_infinity_inputs() -> None:
         (b'{"instances": [1]}', signature(a="float", b="float"), ["instances is a plain list"]),
         (b'{"inputs": [1]}', signature(a="float", b="float"), ["inputs is a plain value/list"]),
         (b'{"inputs": {"a": [1]}}', signature(a="float", b="float"), ["Missing named input: b in 'inputs' object."]),
-        (b'{"instances": [{"a": 1, "b": 2}, [1]]}', signature(a="float", b="float"), ["Expecting object but got list at item 1"]),
+        (
+            b'{"instances": [{"a": 1, "b": 2}, [1]]}',
+            signature(a="float", b="float"),
+            ["Expecting object but got list at item 1"],
+        ),
         (b'{"instances": [{"a": 1, "c": 2}]}', signature(a="float", b="float"), ["does not have named input: c"]),
         (b'{"instances": [{"a": 1}]}', signature(a="float", b="float"), ["element: 0", "keys must be equal to: a,b"]),
         (b'{"instances": [1, {"x": 1}]}', signature(x="float"), ["Expecting value/list but got object at item 1"]),
         (b'{"instances": [[1, 2], [3]]}', signature(x="float"), ["element: 1", "Expecting tensor size: 2 but got: 1"]),
-        (b'{"instances": [[[1], [2]], [[3, 4]]]}', signature(x="float"), ["element: 1", "Expecting shape [2,1] but got: [1,2]"]),
+        (
+            b'{"instances": [[[1], [2]], [[3, 4]]]}',
+            signature(x="float"),
+            ["element: 1", "Expecting shape [2,1] but got: [1,2]"],
+        ),
         (b'{"inputs": [[1, 2], [3]]}', signature(x="float"), ["unexpected size: 1 at level: 1 expected size: 2"]),
         (b'{"inputs": [[1, 2], 3]}', signature(x="float"), ["found at incorrect level: 2", "Expected at level: 2"]),
         (b'{"inputs": [1, [2]]}', signature(x="float"), ["Encountered list at unexpected level: 1 expected < 1"]),
@@ -136,7 +160,7 @@ def test_predict_request_errors_name_the_facts(body: bytes, sig: meta_graph_pb2.
 
 
 def test_unsupported_dtype_is_501_in_columnar_format() -> None:
-    with pytest.raises(Unimplemented, match="Conversion of JSON Value: 1.5 to type: half") as caught:
+    with pytest.raises(Unimplemented, match=re.escape("Conversion of JSON Value: 1.5 to type: half")) as caught:
         decode(b'{"inputs": [1.5]}', signature(x="half"))
     assert caught.value.status == 501
 
@@ -182,16 +206,25 @@ def response(**outputs: tuple[Any, str]) -> predict_pb2.PredictResponse:
         (response(y=(0.1, "float")), "columnar", b'{"outputs":0.1}'),
         (response(y=([0.1], "double")), "columnar", b'{"outputs":[0.1]}'),
         (response(y=([1 / 3], "double")), "columnar", b'{"outputs":[0.3333333333333333]}'),
-        (response(y=([9000000.0, 999999.0, 3e-05, 555557.5], "float")), "columnar",
-         b'{"outputs":[9000000.0,999999.0,0.00003,555557.5]}'),
-        (response(y=([float("nan"), float("inf"), float("-inf")], "float")), "columnar",
-         b'{"outputs":[NaN,Infinity,-Infinity]}'),
+        (
+            response(y=([9000000.0, 999999.0, 3e-05, 555557.5], "float")),
+            "columnar",
+            b'{"outputs":[9000000.0,999999.0,0.00003,555557.5]}',
+        ),
+        (
+            response(y=([float("nan"), float("inf"), float("-inf")], "float")),
+            "columnar",
+            b'{"outputs":[NaN,Infinity,-Infinity]}',
+        ),
         (response(y=([2**63 - 1], "int64")), "row", b'{"predictions":[9223372036854775807]}'),
         (response(y=([True, False], "bool")), "row", b'{"predictions":[true,false]}'),
         (response(y=([b"a", b"\xff"], "string")), "row", b'{"predictions":["a","\xef\xbf\xbd"]}'),
         (response(out_bytes=([b"\x00\xff"], "string")), "row", b'{"predictions":[{"b64":"AP8="}]}'),
-        (response(a=([1, 2], "int32"), b=([0.5, 1.5], "float")), "row",
-         b'{"predictions":[{"a":1,"b":0.5},{"a":2,"b":1.5}]}'),
+        (
+            response(a=([1, 2], "int32"), b=([0.5, 1.5], "float")),
+            "row",
+            b'{"predictions":[{"a":1,"b":0.5},{"a":2,"b":1.5}]}',
+        ),
         (response(a=([1, 2, 3], "int32"), b=([0.5], "float")), "columnar", b'{"outputs":{"a":[1,2,3],"b":[0.5]}}'),
         (response(y=(np.zeros((0, 2)), "float")), "row", b'{"predictions":[]}'),
     ],

@@ -37,8 +37,11 @@ PROFILE = settings(max_examples=150, deadline=None, suppress_health_check=[Healt
 def numeric_arrays(finite: bool) -> st.SearchStrategy[tuple[str, np.ndarray[Any, Any]]]:
     return st.sampled_from(sorted(NUMERIC)).flatmap(
         lambda name: hnp.arrays(
-            NUMERIC[name], SHAPES, elements={"allow_nan": not finite, "allow_infinity": not finite}
-            if NUMERIC[name] in (np.float32, np.float64) else None
+            NUMERIC[name],
+            SHAPES,
+            elements={"allow_nan": not finite, "allow_infinity": not finite}
+            if NUMERIC[name] in (np.float32, np.float64)
+            else None,
         ).map(lambda a: (name, a))
     )
 
@@ -113,7 +116,7 @@ def _parse(text: bytes) -> Any:
 @PROFILE
 @given(numeric_arrays(finite=False))
 def test_response_json_round_trips_in_the_tensors_own_dtype(case: tuple[str, np.ndarray[Any, Any]]) -> None:
-    name, array = case
+    _, array = case
     proto = tensor_pb2.TensorProto.FromString(tf.make_tensor_proto(array).SerializeToString())
     text = orjson.dumps(codec.tensor_json(tensors.from_proto(proto), "y"))
     parsed = np.array(_parse(text), dtype=array.dtype) if array.size else np.zeros(array.shape, array.dtype)
@@ -144,7 +147,11 @@ def test_string_outputs(array: np.ndarray[Any, Any], alias: str) -> None:
 
 
 @PROFILE
-@given(hnp.arrays(object, hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=4), elements=st.binary(max_size=300)))
+@given(
+    hnp.arrays(
+        object, hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=4), elements=st.binary(max_size=300)
+    )
+)
 def test_string_tensor_content_decodes(array: np.ndarray[Any, Any]) -> None:
     # ModelServer with --enable_serialization_as_tensor_content writes strings in TF's
     # EncodeStringList layout (tensor_coding.cc); TF's Python API never produces it, so

@@ -161,7 +161,8 @@ def test_gateway_shares_a_process_with_tensorflow(order: str) -> None:
 from gateway._pb.tensorflow_serving.apis import predict_pb2 as ours
 from tensorflow_serving.apis import predict_pb2 as theirs
 import tensorflow as tf
-r = ours.PredictRequest(); r.inputs['x'].dtype = 1; r.inputs['x'].tensor_shape.dim.add(size=1); r.inputs['x'].float_val.append(2.0)
+r = ours.PredictRequest()
+x = r.inputs['x']; x.dtype = 1; x.tensor_shape.dim.add(size=1); x.float_val.append(2.0)
 t = theirs.PredictRequest.FromString(r.SerializeToString())
 assert tf.make_ndarray(t.inputs['x']).tolist() == [2.0]
 assert ours.PredictRequest.DESCRIPTOR.file.pool is not theirs.PredictRequest.DESCRIPTOR.file.pool

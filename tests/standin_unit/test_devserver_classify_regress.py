@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from .devserver_helpers import float_example, spec
 from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 from tensorflow_serving.apis.prediction_service_pb2_grpc import PredictionServiceStub
+
+from .devserver_helpers import float_example, spec
 
 
 def example_input(*xs: float) -> input_pb2.Input:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import grpc
 import numpy as np
-from .devserver_helpers import expect_error, f32, float_example, i32, i64, predict_request, spec
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -15,6 +14,8 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.apis.model_service_pb2_grpc import ModelServiceStub
 from tensorflow_serving.apis.prediction_service_pb2_grpc import PredictionServiceStub
+
+from .devserver_helpers import expect_error, f32, float_example, i32, i64, predict_request, spec
 
 Code = grpc.StatusCode
 X = f32([1.0])

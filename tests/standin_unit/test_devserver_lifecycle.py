@@ -11,13 +11,14 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from .devserver_helpers import f32, outputs_as_arrays, predict_request, spec
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis.model_service_pb2_grpc import ModelServiceStub
 from tensorflow_serving.apis.prediction_service_pb2_grpc import PredictionServiceStub
 
 from devserver.server import main
 from devserver.testing import running_devserver, start_devserver
+
+from .devserver_helpers import f32, outputs_as_arrays, predict_request, spec
 
 State = get_model_status_pb2.ModelVersionStatus.State
 GENEROUS_WAIT = 30.0

@@ -9,11 +9,12 @@ from pathlib import Path
 import grpc
 import numpy as np
 import tensorflow as tf
-from .devserver_helpers import f32, float_example, i64, outputs_as_arrays, predict_request, run_direct, spec
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis.prediction_service_pb2_grpc import PredictionServiceStub
 
 from devserver.testing import start_devserver
+
+from .devserver_helpers import f32, float_example, i64, outputs_as_arrays, predict_request, run_direct, spec
 
 
 def test_half_plus_two_latest_is_version_2(predict_stub: PredictionServiceStub) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .devserver_helpers import spec
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import (
@@ -14,6 +13,8 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.apis.model_service_pb2_grpc import ModelServiceStub
 from tensorflow_serving.apis.prediction_service_pb2_grpc import PredictionServiceStub
+
+from .devserver_helpers import spec
 
 State = get_model_status_pb2.ModelVersionStatus.State
 

@@ -38,6 +38,20 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _MAX_REQUEST_ID = 128
 
 
+class HttpError(GatewayError):
+    """An aiohttp HTTP error with no gateway counterpart, keeping its status."""
+
+    reason = "http_error"
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self._status = status
+
+    @property
+    def http_status(self) -> int:
+        return self._status
+
+
 class InternalError(GatewayError):
     status = 500
     reason = "internal"
@@ -119,9 +133,7 @@ def _from_http_exception(exc: web.HTTPException) -> GatewayError:
         return MethodNotAllowed(exc.reason)
     if exc.status == 413:
         return PayloadTooLarge("Request body is too large")
-    err = GatewayError(exc.reason or "HTTP error")
-    err.status = exc.status  # type: ignore[misc]
-    return err
+    return HttpError(exc.reason or "HTTP error", status=exc.status)
 
 
 def error_response(exc: GatewayError, request: web.Request) -> web.Response:

@@ -14,11 +14,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeAlias
 
 import pytest
 from fake_backend import FakeModelServer
 from harness import GatewayClient, MakeGatewayClient, base_settings, build_app, install_models, merge
+
+from devserver.testing import build_example_models, write_example_config
 
 AiohttpClient: TypeAlias = Callable[..., Awaitable[GatewayClient]]
 
@@ -51,3 +54,14 @@ def make_gateway_client(aiohttp_client: AiohttpClient, gateway_settings: dict[st
 @pytest.fixture
 async def gateway_client(make_gateway_client: MakeGatewayClient) -> GatewayClient:
     return await make_gateway_client()
+
+
+@pytest.fixture(scope="session")
+def example_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example SavedModels, built once per session for every stand-in test (tests only read them)."""
+    return build_example_models(tmp_path_factory.mktemp("example-models"))
+
+
+@pytest.fixture(scope="session")
+def example_models_config(example_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_example_config(example_models, tmp_path_factory.mktemp("example-config") / "models.config")

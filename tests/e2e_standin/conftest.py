@@ -36,7 +36,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 from tensorflow.core.example import example_pb2, feature_pb2
 
-from devserver.testing import DevServer, build_example_models, running_devserver, write_example_config
+from devserver.testing import DevServer, running_devserver
 from gateway.app import create_app
 from gateway.config import Settings
 
@@ -75,13 +75,13 @@ SERVING_DEFAULT = "serving_default"
 
 
 @pytest.fixture(scope="session")
-def standin_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_example_models(tmp_path_factory.mktemp("e2e-standin-models"))
+def standin_models(example_models: Path) -> Path:
+    return example_models
 
 
 @pytest.fixture(scope="session")
-def standin_config(standin_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_example_config(standin_models, tmp_path_factory.mktemp("e2e-standin-config") / "models.config")
+def standin_config(example_models_config: Path) -> Path:
+    return example_models_config
 
 
 @pytest.fixture(scope="session")

@@ -10,17 +10,17 @@ import grpc
 import pytest
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from devserver.testing import DevServer, build_example_models, running_devserver, write_example_config
+from devserver.testing import DevServer, running_devserver
 
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_example_models(tmp_path_factory.mktemp("devserver-models"))
+def models_dir(example_models: Path) -> Path:
+    return example_models
 
 
 @pytest.fixture(scope="session")
-def config_file(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_example_config(models_dir, tmp_path_factory.mktemp("devserver-config") / "models.config")
+def config_file(example_models_config: Path) -> Path:
+    return example_models_config
 
 
 @pytest.fixture(scope="session")

@@ -83,6 +83,8 @@ def create_app(
         handler_args={
             "max_line_size": settings.server.max_header_bytes,
             "max_field_size": settings.server.max_header_bytes,
+            # body.read_body inflates request bodies itself, bounded and streaming.
+            "auto_decompress": False,
         },
     )
     app[SPECIALS] = specials

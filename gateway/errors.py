@@ -10,8 +10,11 @@
     ├── MethodNotAllowed     405
     ├── Unauthorized         401    (carries WWW-Authenticate)
     ├── Forbidden            403
-    ├── PayloadTooLarge      413
+    ├── PayloadTooLarge      413    body over server.max_request_bytes, raw or inflated
+    ├── UnsupportedMediaType 415    a Content-Encoding the gateway cannot undo
     ├── RequestTimeout       408    the body arrived too slowly
+    ├── ClientClosedRequest  499    the client hung up mid-body (nginx's status; nobody reads it)
+    ├── HttpError            4xx/5xx  an aiohttp HTTP error with no counterpart here, its status kept
     ├── Overloaded           503    shed load (carries Retry-After)
     └── BackendError         the backend's gRPC status, mapped by ``http_status_for``
         ├── BackendUnavailable   503  cannot reach the backend
@@ -136,6 +139,32 @@ class Forbidden(GatewayError):
 class PayloadTooLarge(GatewayError):
     status = 413
     reason = "payload_too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    """A request body in a coding the gateway cannot undo (carries Accept-Encoding, RFC 7694)."""
+
+    status = 415
+    reason = "unsupported_media_type"
+
+
+class ClientClosedRequest(GatewayError):
+    status = 499
+    reason = "client_closed_request"
+
+
+class HttpError(GatewayError):
+    """An aiohttp HTTP error with no gateway counterpart, keeping its status."""
+
+    reason = "http_error"
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self._status = status
+
+    @property
+    def http_status(self) -> int:
+        return self._status
 
 
 class RequestTimeout(GatewayError):

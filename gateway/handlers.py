@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from gateway import batching, codec, codec_examples, codec_meta, fastjson, jsonio
+from gateway import body as request_body
 from gateway._pb.tensorflow_serving.apis import (
     classification_pb2,
     get_model_status_pb2,
@@ -15,7 +15,6 @@ from gateway._pb.tensorflow_serving.apis import (
 )
 from gateway.backend import CLASSIFY, REGRESS, STATUS
 from gateway.binding import Binding
-from gateway.errors import PayloadTooLarge, RequestTimeout
 from gateway.services import RequestInfo, Services
 
 JSON = "application/json"
@@ -28,22 +27,11 @@ def json_response(body: bytes, status: int = 200) -> web.Response:
 
 
 async def read_body(request: web.Request, timeout: float | None = None) -> bytes:
-    """The whole body, gunzipped by aiohttp when Content-Encoding says so, capped after that.
+    """The whole body, inflated by ``gateway.body`` and capped at ``client_max_size``, raw and inflated.
 
     ``timeout`` bounds a slow client (aiohttp has no body read timeout of its own).
     """
-    try:
-        if request.content.is_eof():
-            return await request.read()  # already buffered: nothing for a slow client to stall
-        async with asyncio.timeout(timeout):
-            return await request.read()
-    except TimeoutError:
-        raise RequestTimeout(f"Request body not received within {timeout:g} seconds") from None
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(
-            f"Request body is larger than the limit of {request.client_max_size} bytes",
-            details={"max_request_bytes": request.client_max_size},
-        ) from None
+    return await request_body.read_body(request, limit=request.client_max_size, timeout=timeout)
 
 
 async def parse(request: web.Request, services: Services) -> tuple[bytes, dict[str, object]]:

@@ -4,9 +4,13 @@
    settings or backends under a request in flight;
 2. takes ``X-Request-ID`` from the client or makes one, and echoes it;
 3. answers CORS preflights and adds CORS headers to every answer (when CORS is on);
-4. turns every exception into an answer: ``GatewayError``s render through the one renderer,
-   aiohttp's own HTTP errors are translated first, and anything unexpected is logged with its
-   traceback and answered with a bare 500 envelope, never the traceback;
+4. turns every exception into an answer: ``GatewayError``s render through the one renderer;
+   aiohttp's own errors are translated first (``web.HTTPException``s keep their status, the
+   body-reading ones, ``RequestPayloadError`` and ``http_exceptions.*``, become 4xx through
+   ``body.from_aiohttp``, the same mapping ``body.read_body`` uses); anything unexpected is
+   logged with its traceback and answered with a bare 500 envelope, never the traceback.
+   Decoder exceptions (``ValueError`` and friends) are *not* mapped here: only inside
+   ``body.decoding()`` do they mean a bad body, and anywhere else they are bugs;
 5. gzips large answers for clients that accept it;
 6. records metrics and the access-log line;
 7. returns freed heap to the OS after large requests (``memtrim``).
@@ -22,12 +26,13 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import http_exceptions, web
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 
-from gateway import accesslog, compression, cors, memtrim
+from gateway import accesslog, body, compression, cors, memtrim
 from gateway.cors import Cors
-from gateway.errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, render_error
+from gateway.errors import GatewayError, HttpError, MethodNotAllowed, NotFound, PayloadTooLarge, render_error
 from gateway.health import HEALTH
 from gateway.services import RequestInfo, Services
 from gateway.web_keys import INFO, PINNED, SERVICES
@@ -36,20 +41,6 @@ log = logging.getLogger("tfs_gateway")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _MAX_REQUEST_ID = 128
-
-
-class HttpError(GatewayError):
-    """An aiohttp HTTP error with no gateway counterpart, keeping its status."""
-
-    reason = "http_error"
-
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
-        self._status = status
-
-    @property
-    def http_status(self) -> int:
-        return self._status
 
 
 class InternalError(GatewayError):
@@ -101,6 +92,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             if exc.status < 400:
                 raise
             response = error_response(_from_http_exception(exc), request)
+        except (RequestPayloadError, http_exceptions.HttpProcessingError) as exc:
+            response = error_response(body.from_aiohttp(exc), request)
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.rel_url.path)
             response = error_response(InternalError("Internal error"), request)

@@ -43,7 +43,7 @@ Logs: $LOGS (access.log holds one JSON line per request). Try:
   curl -d '{"instances": [1.0, 2.0, 5.0]}' $B/v1/models/half_plus_two:predict
   curl -d '{"instances": [1.0, 2.0, 5.0]}' $B/v1/models/half_plus_two/versions/2:predict
   curl -d '{"inputs": [1.0, 2.0]}' $B/v1/models/half_plus_two/labels/stable:predict
-  curl -d '{"examples": [{"x": 1.0}, {"x": 2.0}]}' $B/v1/models/half_plus_two:regress
+  curl -d '{"signature_name": "regress_x_to_y", "examples": [{"x": 1.0}, {"x": 2.0}]}' $B/v1/models/half_plus_two:regress
   curl -d '{"instances": [{"a": [1, 2, 3], "b": 4, "s": "hi"}]}' $B/v1/models/multi_io:predict
   curl -d '{"inputs": [1.0, 2.0]}' $B/model-serving/demo:predict
   curl $B/model-serving/demo/metadata

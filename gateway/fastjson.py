@@ -79,15 +79,23 @@ def parse_predict(body: bytes, *, max_depth: int) -> dict[str, Any] | None:
     if start < 0 or end < start or len(body) - (end - start) > gctune.LARGE_BODY_BYTES:
         return None
     text = body[start : end + 1]
-    numeric = parse_array(text)
-    if numeric is None or len(numeric.shape) + 1 > max_depth:
+    # The document nests the array one level deeper than its own rank.
+    numeric = parse_array(text, max_rank=max_depth - 1)
+    if numeric is None:
         return None
     return _document(body[:start] + _PLACEHOLDER_JSON + body[end + 1 :], numeric, max_depth)
 
 
-def parse_array(text: bytes) -> NumericJson | None:
-    """A regular nested array of plain JSON numbers, parsed flat; None if ``text`` is anything else."""
+def parse_array(text: bytes, *, max_rank: int = 64) -> NumericJson | None:
+    """A regular nested array of plain JSON numbers, parsed flat; None if ``text`` is anything else,
+    or if it nests deeper than ``max_rank`` (the exact path then names the depth limit).
+
+    Cost: a few C passes over ``text``, linear in its length whatever its nesting.
+    """
     skeleton = text.translate(None, _NUMBER_AND_SPACE)
+    # Depth first: everything after this is linear only because the rank is bounded.
+    if len(skeleton) - len(skeleton.lstrip(b"[")) > max_rank:
+        return None
     shape = infer_shape(skeleton)
     if shape is None or skeleton != regular_skeleton(shape):
         return None
@@ -102,14 +110,20 @@ def parse_array(text: bytes) -> NumericJson | None:
 
 
 def infer_shape(skeleton: bytes) -> tuple[int, ...] | None:
-    """The shape a regular array with this skeleton has; verified by the caller."""
+    """The shape a regular array with this skeleton has; verified by the caller.
+
+    Each level's search starts where the previous level's match did (``k + 1`` closing brackets
+    in a row cannot come before the first ``k`` in a row), so the scans never overlap and the
+    cost is O(len(skeleton) + rank**2), not O(len * rank).
+    """
     rank = len(skeleton) - len(skeleton.lstrip(b"["))
     if rank == 0:
         return None
     dims: list[int] = []
     child = -1  # the innermost list has no child lists: its slots are bare numbers
+    closing = 0
     for level in range(rank):
-        closing = skeleton.find(b"]" * (level + 1))
+        closing = skeleton.find(b"]" * (level + 1), closing)
         if closing < 0:
             return None
         length = closing + level + 1 - (rank - 1 - level)  # the first list at this depth

@@ -9,6 +9,7 @@ reference cycles, so collection is simply paused while they are built.
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,17 +17,43 @@ from contextlib import contextmanager
 LARGE_BODY_BYTES = 64 << 10
 
 
+class _Pauses:
+    """Nested and concurrent pauses (the loop and decode threads) as one count: the collector
+    is off while any is open, and back to its previous state when the last one closes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open = 0
+        self._was_enabled = False
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._open == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._open += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._open -= 1
+            if self._open == 0 and self._was_enabled:
+                gc.enable()
+
+
+_PAUSES = _Pauses()
+
+
 @contextmanager
 def paused(active: bool = True) -> Iterator[None]:
     """No collections inside the block (when ``active``); the previous state afterwards."""
-    was_enabled = gc.isenabled()
-    if active and was_enabled:
-        gc.disable()
+    if not active:
+        yield
+        return
+    _PAUSES.enter()
     try:
         yield
     finally:
-        if active and was_enabled:
-            gc.enable()
+        _PAUSES.leave()
 
 
 def freeze_startup_objects() -> None:

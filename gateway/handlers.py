@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
-from gateway import batching, codec, codec_examples, codec_meta, fastjson, jsonio
+from gateway import batching, codec, codec_examples, codec_meta, fastjson, jsonio, offload
 from gateway import body as request_body
 from gateway._pb.tensorflow_serving.apis import (
     classification_pb2,
     get_model_status_pb2,
+    input_pb2,
     regression_pb2,
 )
 from gateway.backend import CLASSIFY, REGRESS, STATUS
@@ -34,11 +36,6 @@ async def read_body(request: web.Request, timeout: float | None = None) -> bytes
     return await request_body.read_body(request, limit=request.client_max_size, timeout=timeout)
 
 
-async def parse(request: web.Request, services: Services) -> tuple[bytes, dict[str, object]]:
-    body = await read_body(request, services.settings.server.client_read_timeout_seconds)
-    return body, jsonio.parse_object(body, max_depth=services.settings.server.max_json_depth)
-
-
 async def status(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
     if binding.label is not None:
         # ModelServer's status API ignores labels; resolve the label to its version first.
@@ -53,36 +50,58 @@ async def metadata(request: web.Request, services: Services, binding: Binding, i
 
 
 async def predict(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
-    body = await read_body(request, services.settings.server.client_read_timeout_seconds)
-    max_depth = services.settings.server.max_json_depth
-    # Large all-number bodies skip the nested lists; the exact path decides everything else.
-    fast = fastjson.parse_predict(body, max_depth=max_depth)
-    doc = fast if fast is not None else jsonio.parse_object(body, max_depth=max_depth)
+    raw = await read_body(request, services.settings.server.client_read_timeout_seconds)
+    size = len(raw)
+    doc, bools = await offload.run(size, _parse_predict, raw, services.settings.server.max_json_depth)
     sig_name = codec.signature_name(doc)
     sig = codec.find_signature(await services.signatures(binding, info), sig_name)
-    fmt, tensors = codec.decode_predict_inputs(
-        doc, sig, sig_name, services.limits, bools_possible=fast is None and codec.bools_possible(body)
+    fmt, tensors = await offload.run(
+        size, codec.decode_predict_inputs, doc, sig, sig_name, services.limits, bools_possible=bools
     )
     outputs = await batching.predict(services, binding, sig, binding.model_spec(sig_name), tensors, info)
-    return json_response(codec.encode_outputs(outputs, fmt))
+    out_size = sum(array.nbytes for array in outputs.values())
+    return json_response(await offload.run(out_size, codec.encode_outputs, outputs, fmt))
+
+
+def _parse_predict(raw: bytes, max_depth: int) -> tuple[dict[str, Any], bool]:
+    """The document, and whether it may hold true/false (which the numeric fast path excludes)."""
+    # Large all-number bodies skip the nested lists; the exact path decides everything else.
+    fast = fastjson.parse_predict(raw, max_depth=max_depth)
+    if fast is not None:
+        return fast, False
+    return jsonio.parse_object(raw, max_depth=max_depth), codec.bools_possible(raw)
 
 
 async def classify(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
-    _, doc = await parse(request, services)
-    grpc_request = classification_pb2.ClassificationRequest(
-        model_spec=binding.model_spec(codec.signature_name(doc)), input=codec_examples.decode_input(doc)
-    )
+    grpc_request = classification_pb2.ClassificationRequest()
+    await _examples_request(request, services, binding, grpc_request)
     reply = await services.call(binding, CLASSIFY, grpc_request, info)
     return json_response(codec_examples.encode_classify_response(reply))
 
 
 async def regress(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
-    _, doc = await parse(request, services)
-    grpc_request = regression_pb2.RegressionRequest(
-        model_spec=binding.model_spec(codec.signature_name(doc)), input=codec_examples.decode_input(doc)
-    )
+    grpc_request = regression_pb2.RegressionRequest()
+    await _examples_request(request, services, binding, grpc_request)
     reply = await services.call(binding, REGRESS, grpc_request, info)
     return json_response(codec_examples.encode_regress_response(reply))
+
+
+async def _examples_request(
+    request: web.Request,
+    services: Services,
+    binding: Binding,
+    grpc_request: classification_pb2.ClassificationRequest | regression_pb2.RegressionRequest,
+) -> None:
+    """Fill a Classification/RegressionRequest (same fields) from the body: spec 6.1."""
+    raw = await read_body(request, services.settings.server.client_read_timeout_seconds)
+    sig_name, examples = await offload.run(len(raw), _parse_examples, raw, services.settings.server.max_json_depth)
+    grpc_request.model_spec.CopyFrom(binding.model_spec(sig_name))
+    grpc_request.input.CopyFrom(examples)
+
+
+def _parse_examples(raw: bytes, max_depth: int) -> tuple[str, input_pb2.Input]:
+    doc = jsonio.parse_object(raw, max_depth=max_depth)
+    return codec.signature_name(doc), codec_examples.decode_input(doc)
 
 
 API: dict[str, Handler] = {

@@ -11,6 +11,16 @@ Python's ``json.dumps`` writes), and it silently keeps the last of duplicate key
   count from above. When the parsed objects hold exactly that many keys, no key was
   collapsed. Any doubt (a ``":`` inside a string value, an object hidden in a list of
   numbers) sends the body to the slow path, which decides exactly.
+
+Both paths agree with rapidjson, TF Serving's parser, on what they accept: integers that fit
+int64/uint64 stay integers, larger ones become doubles, and a number no double can hold is an
+error (``Number too big to be stored in double``); strings with unpaired surrogate escapes are
+rejected rather than turned into bytes the client never sent.
+
+Every step is linear in the body's length, whatever its nesting: orjson stops at 1024 levels,
+the stdlib decoder at the interpreter's recursion limit (caught), integers are never handed to
+``int()`` beyond int64 range (CPython refuses more than 4300 digits and is quadratic below
+that), and messages quote at most ``_QUOTE_LIMIT`` characters of what they complain about.
 """
 
 from __future__ import annotations
@@ -28,6 +38,11 @@ from gateway.errors import InvalidArgument
 _KEY_END = re.compile(rb'"[ \t\r\n]*:')
 _BOM = b"\xef\xbb\xbf"
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+# A \uD800-\uDFFF escape: the only way a surrogate can get into a decoded str (raw UTF-8 cannot
+# encode one, and invalid UTF-8 is refused before decoding). A match only means "look closer".
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+_QUOTE_LIMIT = 64
 
 
 class _DuplicateKey(ValueError):
@@ -60,31 +75,64 @@ def parse_fast(body: bytes, max_depth: int) -> Any | None:
     except orjson.JSONDecodeError:
         return None
     keys, depth = _shape_summary(value)
-    if keys != len(_KEY_END.findall(body)) or depth > max_depth:
+    if depth > max_depth or keys != _key_ends(body):
         return None
     return value
+
+
+def _key_ends(body: bytes) -> int:
+    """How many ``"`` + optional whitespace + ``:`` the text holds (an upper bound on its keys).
+
+    ``count`` is a memchr-speed scan and settles the common compact text; the regex, which also
+    sees whitespace before the colon, runs only when that falls short.
+    """
+    compact = body.count(b'":')
+    if compact == body.count(b":"):  # every colon follows a quote: no spaced form to look for
+        return compact
+    return sum(1 for _ in _KEY_END.finditer(body))
 
 
 def _shape_summary(value: Any) -> tuple[int, int]:
     """(keys in all reachable objects, nesting depth), looking at lists through their head.
 
-    Undercounting is safe: it only sends the body to the exact path.
+    Undercounting is safe: it only sends the body to the exact path. Lists of objects (rows of
+    named inputs, a million of them in a hostile body) are summed in one tight loop rather than
+    pushed item by item: this walk is most of a large parse's Python time.
     """
+    if type(value) not in _CONTAINERS:
+        return 0, 0
     keys, depth = 0, 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    stack: list[tuple[Any, int]] = [(value, 1)]  # containers only
     while stack:
         node, level = stack.pop()
-        if isinstance(node, dict):
-            depth = max(depth, level)
+        depth = max(depth, level)
+        if type(node) is dict:
             keys += len(node)
-            stack.extend((child, level + 1) for child in node.values())
-        elif isinstance(node, list):
-            depth = max(depth, level)
-            if node and isinstance(node[0], dict):
-                stack.extend((child, level + 1) for child in node)
-            elif node:
-                stack.append((node[0], level + 1))
+            stack.extend((child, level + 1) for child in node.values() if type(child) in _CONTAINERS)
+        elif node and type(node[0]) is dict:
+            keys += _rows_of_objects(node, level + 1, stack)
+        elif node and type(node[0]) is list:
+            stack.append((node[0], level + 1))
     return keys, depth
+
+
+_CONTAINERS = (dict, list)
+
+
+def _rows_of_objects(rows: list[Any], level: int, stack: list[tuple[Any, int]]) -> int:
+    """Keys of the objects in ``rows`` (at ``level``); their containers go on ``stack``."""
+    keys = 0
+    for row in rows:
+        if type(row) is dict:
+            keys += len(row)
+            for child in row.values():
+                if type(child) in _CONTAINERS:
+                    stack.append((child, level + 1))
+        elif type(row) is list:
+            stack.append((row, level))
+    if keys:
+        stack.append(({}, level))  # an empty object: records the rows' depth, adds no keys
+    return keys
 
 
 def _parse_exact(body: bytes, max_depth: int) -> Any:
@@ -96,6 +144,7 @@ def _parse_exact(body: bytes, max_depth: int) -> Any:
         object_pairs_hook=_unique_object,
         parse_constant=_NON_FINITE.__getitem__,
         parse_float=_finite_float,
+        parse_int=_integer,
     )
     try:
         value = decoder.decode(text)
@@ -109,6 +158,8 @@ def _parse_exact(body: bytes, max_depth: int) -> Any:
         raise _too_deep(max_depth) from None
     if _depth(value) > max_depth:
         raise _too_deep(max_depth)
+    if _SURROGATE_ESCAPE.search(body) is not None:
+        _check_surrogates(value, text)
     return value
 
 
@@ -118,16 +169,70 @@ def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise _DuplicateKey(json.dumps(key))
+                raise _DuplicateKey(_quote(json.dumps(key)))
             seen.add(key)
     return obj
 
 
 def _finite_float(text: str) -> float:
-    value = float(text)
+    value = float(text)  # linear in the digits: CPython's dtoa keeps only the significant ones
     if math.isinf(value):
-        raise _NumberTooBig(text)
+        raise _NumberTooBig(_quote(text))
     return value
+
+
+def _integer(text: str) -> int | float:
+    """An integer literal as rapidjson reads it: exact within int64/uint64, a double beyond."""
+    if len(text) <= 21:  # "-" and 20 digits: int() is cheap, the range check decides
+        value = int(text)
+        if _INT64_MIN <= value <= _UINT64_MAX:
+            return value
+    return _finite_float(text)
+
+
+def _check_surrogates(value: Any, text: str) -> None:
+    """Refuse strings (keys too) holding a surrogate, as rapidjson does; linear in the value."""
+    stack: list[Any] = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if not _encodable(node):
+                raise InvalidArgument(
+                    "JSON Parse error: The surrogate pair in string is invalid. "
+                    f"at offset: {_byte_offset(text, _first_surrogate(text))}"
+                )
+        elif isinstance(node, dict):
+            stack.extend(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# A high surrogate escape with its low partner (a valid pair), or any other surrogate escape.
+_SURROGATE_PAIR = re.compile(
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}(\\u[dD][c-fC-F][0-9a-fA-F]{2})?"  # high, maybe paired
+    r"|\\u[dD][c-fC-F][0-9a-fA-F]{2}"  # a low one on its own
+)
+
+
+def _first_surrogate(text: str) -> int:
+    """Where the first unpaired surrogate escape starts (0 if the text hides it some other way)."""
+    for found in _SURROGATE_PAIR.finditer(text):
+        if found.group(1) is None:
+            return found.start()
+    return 0
+
+
+def _quote(text: str) -> str:
+    return text if len(text) <= _QUOTE_LIMIT else text[:_QUOTE_LIMIT] + "..."
 
 
 def _byte_offset(text: str, pos: int) -> int:
@@ -154,9 +259,16 @@ def _too_deep(max_depth: int) -> InvalidArgument:
 
 
 def debug_string(value: Any, limit: int = 256) -> str:
-    """A short rendering of a JSON value for error messages, cut at ``limit`` characters."""
+    """A short rendering of a JSON value for error messages, cut at ``limit`` characters.
+
+    Never raises: a value too deep for both encoders (orjson stops at 255 levels, the stdlib at
+    the recursion limit) is described rather than printed.
+    """
     try:
         text = orjson.dumps(value).decode()
     except TypeError:
-        text = json.dumps(value, allow_nan=True, default=str)
+        try:
+            text = json.dumps(value, allow_nan=True, default=str)
+        except (RecursionError, ValueError, TypeError):
+            text = "<value nested too deeply to print>"
     return text if len(text) <= limit else text[:limit] + "..."

@@ -159,6 +159,7 @@ class ServerSettings(_Section):
     metrics_port: int | None = _ruled(None, ge=0, le=65535)
     workers: int = _ruled(1, ge=1)
     shutdown_grace_seconds: float = _ruled(25.0, ge=0)
+    loop_stall_warning_seconds: float = _ruled(0.25, gt=0)
     max_request_bytes: int = _ruled(64 * _MiB, ge=1)
     max_json_depth: int = _ruled(64, ge=1)
     max_tensor_elements: int = _ruled(64 * _MiB, ge=1)

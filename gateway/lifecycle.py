@@ -3,7 +3,8 @@
 Drain, in order: ``/readyz`` fails at once; the listening sockets close (new connections are
 refused); requests in flight finish, for up to ``server.shutdown_grace_seconds``, while kept-alive
 connections still get answers (with ``Connection: close``); then whatever is left is cancelled,
-the backends close, and the process exits 0.
+the backends close, and the process exits 0. If the event loop itself is stuck and does not come
+back within the grace period, the watchdog (``gateway.watchdog``) ends the process with status 70.
 
 Reload (SIGHUP) re-reads the same config file (and the same flags and environment). A valid
 config replaces the services (deployments, limits, backends) for new requests; requests in flight
@@ -38,6 +39,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import multiprocess
 
+from gateway import watchdog
 from gateway.accesslog import configure_logging
 from gateway.app import create_app, reload_services
 from gateway.config import ConfigError, Settings
@@ -103,21 +105,23 @@ async def serve(settings: Settings, reload: Reload | None, *, reuse_port: bool =
     )
     side: web.AppRunner | None = None
     tls = server_ssl_context(server.tls)
-    try:
-        await _start(runner, server.host, server.port, reuse_port, tls)
-        announce(f"serving {_urls(runner, tls)}")
-        side = _metrics_runner(settings, app)
-        if side is not None:
-            await _start(side, server.host, server.metrics_port or 0, reuse_port, tls)
-            announce(f"serving metrics {_urls(side, tls)}")
-        stop = asyncio.Event()
-        _install_signals(app, stop, reload)
-        await stop.wait()
-        await drain(app, runner)
-    finally:
-        await runner.cleanup()
-        if side is not None:
-            await side.cleanup()
+    # The watchdog and the signal handlers outlive the cleanup below: a stuck cleanup is a stuck drain.
+    with contextlib.ExitStack() as guards:
+        try:
+            await _start(runner, server.host, server.port, reuse_port, tls)
+            announce(f"serving {_urls(runner, tls)}")
+            side = _metrics_runner(settings, app)
+            if side is not None:
+                await _start(side, server.host, server.metrics_port or 0, reuse_port, tls)
+                announce(f"serving metrics {_urls(side, tls)}")
+            stop = asyncio.Event()
+            guards.enter_context(_install_signals(app, stop, reload))
+            await stop.wait()
+            await drain(app, runner)
+        finally:
+            await runner.cleanup()
+            if side is not None:
+                await side.cleanup()
     return 0
 
 
@@ -128,7 +132,10 @@ def _metrics_runner(settings: Settings, app: web.Application) -> web.AppRunner |
     return web.AppRunner(metrics_app(app[SERVICES].current.metrics, settings.metrics.paths), access_log=None)
 
 
-def _install_signals(app: web.Application, stop: asyncio.Event, reload: Reload | None) -> None:
+@contextlib.contextmanager
+def _install_signals(app: web.Application, stop: asyncio.Event, reload: Reload | None) -> Iterator[None]:
+    """SIGHUP reloads on the loop; stop signals drain, and also reach the watchdog, which ends a
+    process whose loop is stuck (``gateway.watchdog``)."""
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[bool]] = set()
 
@@ -143,9 +150,13 @@ def _install_signals(app: web.Application, stop: asyncio.Event, reload: Reload |
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
-    for signum in STOP_SIGNALS:
-        loop.add_signal_handler(signum, begin_drain)
     loop.add_signal_handler(signal.SIGHUP, begin_reload)
+    ref = app[SERVICES]
+    with (
+        watchdog.watching(ref.current.metrics, lambda: ref.current.settings.server) as dog,
+        watchdog.stop_signals(dog, begin_drain, STOP_SIGNALS),
+    ):
+        yield
 
 
 async def drain(app: web.Application, runner: web.BaseRunner) -> None:

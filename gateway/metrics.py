@@ -37,6 +37,8 @@ OTHER = "other"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 SIZE_BUCKETS = tuple(float(4**k) for k in range(3, 15))  # 64 B .. 256 MiB
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# 1 ms .. 10 s: a healthy loop is late by well under a millisecond; a stuck one by seconds.
+LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 API_ROUTES = tuple(
     f"{family}_{kind}"
@@ -120,6 +122,19 @@ class Metrics:
             ("model",),
             namespace=NAMESPACE,
             buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.loop_lag = Histogram(
+            "event_loop_lag_seconds",
+            "How late the event loop ran a callback scheduled every 100 ms.",
+            namespace=NAMESPACE,
+            buckets=LOOP_LAG_BUCKETS,
+            registry=registry,
+        )
+        self.loop_stalls = Counter(
+            "event_loop_stalls",
+            "Times the event loop was blocked longer than server.loop_stall_warning_seconds.",
+            namespace=NAMESPACE,
             registry=registry,
         )
         self.build_info = Gauge(

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from gateway_process import GatewayProcess
-from readme_examples import Example, banner_examples, demo_gateway_args, readme_examples
+from readme_examples import Example, UnparsedExample, banner_examples, demo_gateway_args, readme_examples
 
 from devserver.testing import running_devserver
 
@@ -114,3 +114,52 @@ def test_example_prints_what_the_docs_show(example: Example, demo_gateway: Gatew
         assert body.rstrip("\n") == example.shown, example.where
     else:
         assert canonical(json.loads(body)) == canonical(shown), f"{example.where}: {example.command}"
+
+
+# --------------------------------------------------------------------------- the parser itself
+
+MARKDOWN = """\
+Prose may say curl without being an example.
+
+```sh
+B=http://localhost:8501   # comments may say curl too
+curl $B/a                 # no output shown
+curl -d '{"x": 1}' $B/b
+# {"y": [
+#   2]}
+echo 1 | curl -d @- $B/c
+# plain text
+```
+"""
+
+
+def test_markdown_examples_and_their_shown_output(tmp_path: Path) -> None:
+    path = tmp_path / "README.md"
+    path.write_text(MARKDOWN)
+    assert readme_examples(path) == [
+        Example("README.md:5", "curl $B/a                 # no output shown", None),
+        Example("README.md:6", """curl -d '{"x": 1}' $B/b""", '{"y": [\n  2]}'),
+        Example("README.md:9", "echo 1 | curl -d @- $B/c", "plain text"),
+    ]
+
+
+@pytest.mark.parametrize("line", ["$ curl $B/a", "sudo curl $B/a", "x=$(curl $B/a)"])
+def test_a_curl_line_that_cannot_run_as_written_fails_the_parse(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "README.md"
+    path.write_text(f"```sh\n{line}\n```\n")
+    with pytest.raises(UnparsedExample, match=r"README\.md:2"):
+        readme_examples(path)
+
+
+def test_banner_examples_are_read_as_bash_prints_them(tmp_path: Path) -> None:
+    path = tmp_path / "demo.sh"
+    banner = 'Try on $PORT:\n  curl -d \'{"a": "\\$HOME"}\' $B/p\n'
+    path.write_text(f'B=x\nPORT=1\ncat <<MSG\n{banner}MSG\ncurl -sf "$B/readyz"\n')
+    expected = Example(f"{tmp_path.name}/demo.sh:5", """curl -d '{"a": "$HOME"}' $B/p""", None)
+    assert banner_examples(path) == [expected]
+
+
+def test_demo_gateway_args_swap_the_backend_and_drop_the_address() -> None:
+    args = demo_gateway_args("127.0.0.1:9")
+    assert args[args.index("--backend") + 1] == "127.0.0.1:9"
+    assert "--host" not in args and "--port" not in args

@@ -41,6 +41,7 @@ from harness import (
     envelope,
     error,
     error_facts,
+    grpc_problems,
     run_row,
 )
 
@@ -1658,8 +1659,6 @@ async def stop_backend(fake: FakeModelServer) -> None:
     await fake.stop(0)
 
 
-SHORT_TIMEOUT = {"backends": {"default": {"timeout_seconds": 0.3}}}
-
 TRANSPORT_ROWS = [
     Row(
         "dead-backend-predict",
@@ -1671,36 +1670,6 @@ TRANSPORT_ROWS = [
         expect_json=envelope,
     ),
     Row("dead-backend-status", "GET", V1, prepare=stop_backend, expect_status=503, expect_json=envelope),
-    Row(
-        "deadline-delay",
-        "POST",
-        f"{V1}:predict",
-        PREDICT_BODY,
-        settings=SHORT_TIMEOUT,
-        grpc_reply=Delay(10.0),
-        expect_grpc=predict_call(PREDICT_SENT),
-        expect_status=504,
-        expect_json=envelope,
-    ),
-    Row(
-        "deadline-hang",
-        "POST",
-        f"{V1}:regress",
-        REGRESS_BODY,
-        settings=SHORT_TIMEOUT,
-        grpc_reply=HANG,
-        expect_status=504,
-        expect_json=envelope,
-    ),
-    Row(
-        "deadline-then-answer-in-time",
-        "POST",
-        f"{V1}:predict",
-        PREDICT_BODY,
-        settings=SHORT_TIMEOUT,
-        grpc_reply=Delay(0.01),
-        expect_json=PREDICT_JSON,
-    ),
     # grpc.aio hands the gateway None for an undecodable reply: a backend fault, never a traceback.
     Row(
         "malformed-backend-reply",
@@ -1712,6 +1681,103 @@ TRANSPORT_ROWS = [
         expect_json=envelope,
     ),
 ]
+
+# --------------------------------------------------------------------------- deadlines
+#
+# A backend deadline from config becomes the gRPC deadline, and running out of it is a 504.
+# These rows run after one warm request (test_deadline_row), so the signature lookup never spends
+# the deadline under test, and they check what the backend saw (the deadline each call carried)
+# rather than how long anything took. The short deadline is 1 s, not 0.3 s: long enough that a
+# busy machine still delivers the call before it runs out, and the backend's replies (a 60 s
+# delay, a hang) are far on the other side of it.
+
+SHORT_DEADLINE_SECONDS = 1.0
+LONG_DEADLINE_SECONDS = 20.0
+WIRE_SLACK_SECONDS = 0.1  # gRPC rounds the timeout it sends up to its own granularity
+SHORT_TIMEOUT = {"backends": {"default": {"timeout_seconds": SHORT_DEADLINE_SECONDS}}}
+LONG_TIMEOUT = {"backends": {"default": {"timeout_seconds": LONG_DEADLINE_SECONDS}}}
+
+
+class SeenDeadlines:
+    """A reply that records the deadline each call carried, then answers with ``then``."""
+
+    def __init__(self, then: Any = None) -> None:
+        self.then = then
+        self.remaining: list[float] = []
+
+    def __call__(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        remaining = context.time_remaining()
+        self.remaining.append(math.inf if remaining is None else remaining)
+        return self.then
+
+    async def reset(self, fake: FakeModelServer) -> None:
+        self.remaining.clear()
+
+    def within(self, seconds: float, *, expect: Mapping[str, Any] | None = None) -> Any:
+        """A gRPC check: every call carried a deadline of at most ``seconds`` (and matched ``expect``)."""
+
+        def check(fake: FakeModelServer) -> list[str]:
+            problems = grpc_problems(expect, fake) if expect is not None else []
+            if not self.remaining:
+                return [*problems, "the backend saw no call"]
+            if any(not 0 < left <= seconds + WIRE_SLACK_SECONDS for left in self.remaining):
+                problems.append(f"deadlines seen {self.remaining}, expected within {seconds}s")
+            return problems
+
+        return check
+
+
+def deadline_rows() -> list[Row]:
+    delayed, hung, timely = SeenDeadlines(Delay(60.0)), SeenDeadlines(HANG), SeenDeadlines(Delay(0.05))
+    return [
+        Row(
+            "deadline-delay",
+            "POST",
+            f"{V1}:predict",
+            PREDICT_BODY,
+            settings=SHORT_TIMEOUT,
+            prepare=delayed.reset,
+            grpc_reply=delayed,
+            expect_grpc=delayed.within(SHORT_DEADLINE_SECONDS, expect=predict_call(PREDICT_SENT)),
+            expect_status=504,
+            expect_json=envelope,
+        ),
+        Row(
+            "deadline-hang",
+            "POST",
+            f"{V1}:regress",
+            REGRESS_BODY,
+            settings=SHORT_TIMEOUT,
+            prepare=hung.reset,
+            grpc_reply={"Regress": hung},
+            expect_grpc=hung.within(SHORT_DEADLINE_SECONDS),
+            expect_status=504,
+            expect_json=envelope,
+        ),
+        Row(
+            "deadline-then-answer-in-time",
+            "POST",
+            f"{V1}:predict",
+            PREDICT_BODY,
+            settings=LONG_TIMEOUT,
+            prepare=timely.reset,
+            grpc_reply=timely,
+            expect_grpc=timely.within(LONG_DEADLINE_SECONDS),
+            expect_json=PREDICT_JSON,
+        ),
+    ]
+
+
+DEADLINE_ROWS = deadline_rows()
+
+
+async def warm_signatures(client: Any, fake: FakeModelServer) -> None:
+    """One predict with a generous deadline of its own, so the rows' calls find the signature cached."""
+    headers = {"X-Request-Timeout": "30"}
+    async with client.post(f"{V1}:predict", json=PREDICT_BODY, headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+    fake.clear_calls()
+
 
 # --------------------------------------------------------------------------- request bodies (3, 1.4)
 
@@ -1876,13 +1942,20 @@ ALL_ROWS: list[Row] = [
 
 
 def test_row_ids_are_unique() -> None:
-    ids = [row.id for row in ALL_ROWS]
+    ids = [row.id for row in ALL_ROWS + DEADLINE_ROWS]
     assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
 
 
 @pytest.mark.parametrize("row", ALL_ROWS, ids=lambda row: row.id)
 async def test_row(row: Row, fake_backend: FakeModelServer, make_gateway_client: MakeGatewayClient) -> None:
     client = await make_gateway_client(row.settings)
+    await run_row(client, fake_backend, row)
+
+
+@pytest.mark.parametrize("row", DEADLINE_ROWS, ids=lambda row: row.id)
+async def test_deadline_row(row: Row, fake_backend: FakeModelServer, make_gateway_client: MakeGatewayClient) -> None:
+    client = await make_gateway_client(row.settings)
+    await warm_signatures(client, fake_backend)
     await run_row(client, fake_backend, row)
 
 
@@ -1904,6 +1977,8 @@ async def test_deadline_cancels_the_backend_call(
     fake_backend: FakeModelServer, make_gateway_client: MakeGatewayClient
 ) -> None:
     """When the deadline runs out the gateway cancels the call, and the backend notices."""
+    client = await make_gateway_client(SHORT_TIMEOUT)
+    await warm_signatures(client, fake_backend)
     row = Row(
         "deadline-cancels",
         "POST",
@@ -1914,8 +1989,8 @@ async def test_deadline_cancels_the_backend_call(
         expect_status=504,
         expect_json=envelope,
     )
-    await run_row(await make_gateway_client(row.settings), fake_backend, row)
-    for _ in range(100):
+    await run_row(client, fake_backend, row)
+    for _ in range(1500):  # up to 30 s: only a cancellation that never comes gets that far
         if "Predict" in fake_backend.cancelled:
             return
         await asyncio.sleep(0.02)

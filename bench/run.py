@@ -76,8 +76,8 @@ def _env() -> dict[str, str]:
 
 
 def _spawn(args: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
-    out = log.open("wb")
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+    with log.open("wb") as out:  # the child holds its own descriptor; ours closes here
+        return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT)
 
 
 def _wait_http(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 120.0) -> float:

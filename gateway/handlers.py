@@ -9,6 +9,7 @@ from aiohttp import web
 
 from gateway import batching, codec, codec_examples, codec_meta, fastjson, jsonio, offload
 from gateway import body as request_body
+from gateway._pb.tensorflow.core.protobuf.meta_graph_pb2 import SignatureDef
 from gateway._pb.tensorflow_serving.apis import (
     classification_pb2,
     get_model_status_pb2,
@@ -55,9 +56,7 @@ async def predict(request: web.Request, services: Services, binding: Binding, in
     doc, bools = await offload.run(size, _parse_predict, raw, services.settings.server.max_json_depth)
     sig_name = codec.signature_name(doc)
     sig = codec.find_signature(await services.signatures(binding, info), sig_name)
-    fmt, tensors = await offload.run(
-        size, codec.decode_predict_inputs, doc, sig, sig_name, services.limits, bools_possible=bools
-    )
+    fmt, tensors = await offload.run(size, _decode_inputs, doc, sig, sig_name, services.limits, bools)
     outputs = await batching.predict(services, binding, sig, binding.model_spec(sig_name), tensors, info)
     out_size = sum(array.nbytes for array in outputs.values())
     return json_response(await offload.run(out_size, codec.encode_outputs, outputs, fmt))
@@ -65,11 +64,19 @@ async def predict(request: web.Request, services: Services, binding: Binding, in
 
 def _parse_predict(raw: bytes, max_depth: int) -> tuple[dict[str, Any], bool]:
     """The document, and whether it may hold true/false (which the numeric fast path excludes)."""
-    # Large all-number bodies skip the nested lists; the exact path decides everything else.
-    fast = fastjson.parse_predict(raw, max_depth=max_depth)
-    if fast is not None:
-        return fast, False
-    return jsonio.parse_object(raw, max_depth=max_depth), codec.bools_possible(raw)
+    with request_body.decoding():
+        # Large all-number bodies skip the nested lists; the exact path decides everything else.
+        fast = fastjson.parse_predict(raw, max_depth=max_depth)
+        if fast is not None:
+            return fast, False
+        return jsonio.parse_object(raw, max_depth=max_depth), codec.bools_possible(raw)
+
+
+def _decode_inputs(
+    doc: dict[str, Any], sig: SignatureDef, sig_name: str, limits: codec.Limits, bools: bool
+) -> tuple[codec.Format, dict[str, codec.Tensor]]:
+    with request_body.decoding():
+        return codec.decode_predict_inputs(doc, sig, sig_name, limits, bools_possible=bools)
 
 
 async def classify(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
@@ -100,8 +107,9 @@ async def _examples_request(
 
 
 def _parse_examples(raw: bytes, max_depth: int) -> tuple[str, input_pb2.Input]:
-    doc = jsonio.parse_object(raw, max_depth=max_depth)
-    return codec.signature_name(doc), codec_examples.decode_input(doc)
+    with request_body.decoding():
+        doc = jsonio.parse_object(raw, max_depth=max_depth)
+        return codec.signature_name(doc), codec_examples.decode_input(doc)
 
 
 API: dict[str, Handler] = {

@@ -1,7 +1,9 @@
 """Micro-batching through a real gateway in front of the fake ModelServer.
 
 Batches are made to close by size, never by the clock: ``max_batch_size`` is the sum of the
-rows sent and the window is long, so which requests merge is deterministic.
+rows sent and the window is long, so which requests merge is deterministic. The one test of
+the window itself asserts only what a timer guarantees (nothing is sent before the window
+ends) and that the window, not a full batch, released the requests.
 """
 
 from __future__ import annotations
@@ -126,10 +128,68 @@ async def test_models_whose_outputs_are_not_batch_major_are_never_batched() -> N
 
 
 async def test_only_identical_non_batch_shapes_merge() -> None:
-    batch = [[[1.0, 2.0]], [[3.0, 4.0, 5.0]]]
-    async with gateway(100, window=0.01) as (client, fake, _):
+    """Two shapes, each filling its own batch exactly (closed by size, never by the clock): two
+    merged calls of three rows each, one per shape, and every client gets its own rows back."""
+    narrow = [[[1.0, 2.0]], [[3.0, 4.0], [5.0, 6.0]]]
+    wide = [[[7.0, 8.0, 9.0]], [[10.0, 11.0, 12.0], [13.0, 14.0, 15.0]]]
+    batch = [narrow[0], wide[0], narrow[1], wide[1]]  # interleaved on purpose
+    async with gateway(3) as (client, fake, registry):
         await warm(client, fake, "wide")
         answers = await asyncio.gather(*(predict(client, "wide", rows, False) for rows in batch))
         for rows, (status, doc) in zip(batch, answers, strict=True):
-            assert status == 200 and np.array_equal(answer(doc, False), expected(rows))
-        assert sorted(len(c.request.inputs["x"].tensor_content) for c in fake.calls("Predict")) == [8, 12]
+            assert status == 200 and np.array_equal(answer(doc, False), expected(rows)), doc
+        shapes = sorted(tuple(d.size for d in c.request.inputs["x"].tensor_shape.dim) for c in fake.calls("Predict"))
+        assert shapes == [(3, 2), (3, 3)]
+        assert registry.get_sample_value("tfs_gateway_batch_size_count", {"model": "wide"}) == 2
+        assert registry.get_sample_value("tfs_gateway_batch_size_sum", {"model": "wide"}) == 4  # members
+
+
+WINDOW_SECONDS = 1.0  # long enough that two requests sent together always meet inside it
+# Timers never fire early, but asyncio may run a callback up to one clock tick before its time.
+TIMER_TOLERANCE_SECONDS = 0.01
+# A batch that the window failed to close would wait for max_batch_size rows that never come: the
+# test's cap on the wait is far beyond any scheduling delay.
+NEVER_SECONDS = 30.0
+
+
+class Arrivals:
+    """A Predict reply that notes when each call reached the backend, then lets the registry answer."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def __call__(self, request: Any, context: Any) -> None:
+        self.times.append(asyncio.get_running_loop().time())
+
+
+async def test_the_window_releases_a_batch_that_never_fills() -> None:
+    """``window_seconds`` is how long the first request waits for others: requests that arrive
+    within it share one call (the backend sees their summed rows), a request alone goes by itself
+    once its window ends, and neither is sent before the window is over. Nothing here races the
+    clock: the lower bound holds because timers never fire early, and the upper bound is the
+    difference between "the window closed the batch" and "nothing ever closes it"."""
+    async with gateway(100, window=WINDOW_SECONDS) as (client, fake, registry):
+        await warm(client, fake, "wide")
+        arrivals = Arrivals()
+        fake.set_reply("Predict", arrivals)
+        loop = asyncio.get_running_loop()
+
+        sent = loop.time()
+        status, doc = await asyncio.wait_for(predict(client, "wide", [[1.0, 2.0]], False), NEVER_SECONDS)
+        assert status == 200 and np.array_equal(answer(doc, False), expected([[1.0, 2.0]])), doc
+        (alone,) = fake.calls("Predict")
+        assert alone.request.inputs["x"].tensor_shape.dim[0].size == 1
+        assert arrivals.times[0] - sent >= WINDOW_SECONDS - TIMER_TOLERANCE_SECONDS, "held for its window"
+
+        fake.clear_calls()
+        pair = [[[3.0, 4.0]], [[5.0, 6.0], [7.0, 8.0]]]
+        sent = loop.time()
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(predict(client, "wide", rows, False) for rows in pair)), NEVER_SECONDS
+        )
+        for rows, (status, doc) in zip(pair, answers, strict=True):
+            assert status == 200 and np.array_equal(answer(doc, False), expected(rows)), doc
+        (merged,) = fake.calls("Predict")
+        assert merged.request.inputs["x"].tensor_shape.dim[0].size == 3, "one call with the summed rows"
+        assert arrivals.times[1] - sent >= WINDOW_SECONDS - TIMER_TOLERANCE_SECONDS
+        assert registry.get_sample_value("tfs_gateway_batch_size_count", {"model": "wide"}) == 1

@@ -89,8 +89,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         except GatewayError as exc:
             response = error_response(exc, request)
         except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
+            if 100 <= exc.status < 400:
+                raise  # redirects and the like are answers, not errors
             response = error_response(_from_http_exception(exc), request)
         except (RequestPayloadError, http_exceptions.HttpProcessingError) as exc:
             response = error_response(body.from_aiohttp(exc), request)
@@ -120,6 +120,10 @@ def _request_id(request: web.Request) -> str:
 
 
 def _from_http_exception(exc: web.HTTPException) -> GatewayError:
+    if not 400 <= exc.status < 600:
+        # An abstract base (HTTPError, HTTPClientError...) has status -1: a bug, and no status line.
+        log.error("HTTP exception without a valid status: %r", exc)
+        return InternalError("Internal error")
     if exc.status == 404:
         return NotFound(f"Not found: {exc.reason}")
     if exc.status == 405:

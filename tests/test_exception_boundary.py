@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import binascii
 import inspect
+import io
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator
@@ -277,3 +278,48 @@ async def test_without_injection_the_request_is_served(injected: tuple[GatewayCl
     client, _ = injected
     async with client.post(URL, data=PLAIN, headers={HOW: "stream"}) as resp:
         assert resp.status == 200 and await resp.json() == {"predictions": [2.5]}
+
+
+@pytest.mark.parametrize(("exc", "expected"), DECODER_ERRORS, ids=case_id)
+@pytest.mark.parametrize(
+    ("verb", "parser"), [("predict", "gateway.fastjson.parse_predict"), ("classify", "gateway.jsonio.parse_object")]
+)
+async def test_decoder_errors_from_the_real_parse_steps_are_4xx(
+    injected: tuple[GatewayClient, Injector],
+    monkeypatch: pytest.MonkeyPatch,
+    exc: BaseException,
+    expected: int,
+    verb: str,
+    parser: str,
+) -> None:
+    """The handlers run their parse steps inside ``body.decoding()``, on the loop or off it."""
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise exc
+
+    monkeypatch.setattr(parser, failing)
+    client, _ = injected
+    for size in (len(PLAIN), 1 << 20):  # small bodies parse inline, large ones on a worker thread
+        data = PLAIN.ljust(size)
+        async with client.post(f"/v1/models/{MODEL}:{verb}", data=io.BytesIO(data)) as resp:
+            status, text = resp.status, await resp.text()
+        assert envelope_problem(status, text, expected) is None, (size, status, text)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"instances": [[' + b"9" * 5000 + b"]]}",
+        b'{"instances": [' + b"9" * 5000 + b".5e" + b"9" * 5000 + b"]}",
+        b'{"instances": [1e999999999999999999999]}',
+        b'{"signature_name": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"instances": "\\ud800"}',
+        b'{"instances": [1.0]}\xff',
+    ],
+    ids=["int-5000-digits", "decimal-10000-digits", "huge-exponent", "deep-100k", "lone-surrogate", "bad-utf8"],
+)
+async def test_real_hostile_literals_are_4xx(injected: tuple[GatewayClient, Injector], data: bytes) -> None:
+    client, _ = injected
+    async with client.post(URL, data=data) as resp:
+        status, text = resp.status, await resp.text()
+    assert 400 <= status < 500 and next(iter(orjson.loads(text))) == "error", (status, text)

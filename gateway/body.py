@@ -23,7 +23,8 @@ only place a body is inflated. Its contract, for a body limit ``L`` (``server.ma
   is read without a timer.
 * **aiohttp's stream errors** (``RequestPayloadError``, ``http_exceptions.*``) become 400-class
   errors by :func:`from_aiohttp`, the one mapping the middleware also uses; a client that hangs up
-  mid-body is ``ClientClosedRequest`` (499), which nobody receives but nobody logs as a bug either.
+  mid-body is ``ClientClosedRequest`` (499), which nobody receives but nobody logs as a bug either;
+  running out of memory while collecting is a 413.
 
 Memory: the raw chunks buffered by aiohttp (at most about twice :data:`READ_CHUNK`), plus the body
 being collected (≤ ``L``, plus one step while inflating), plus the final join (≤ ``L``).
@@ -91,6 +92,10 @@ async def read_body(request: web.Request, *, limit: int, timeout: float | None) 
         raise from_aiohttp(exc) from None
     except ConnectionResetError:
         raise ClientClosedRequest("The client closed the connection before sending the whole body") from None
+    except MemoryError:
+        raise PayloadTooLarge(
+            "Request body needs more memory than the gateway has", details={"max_request_bytes": limit}
+        ) from None
 
 
 def content_codings(headers: MultiMapping[str]) -> tuple[str, ...]:

@@ -22,12 +22,15 @@ from typing import Any
 
 import aiohttp
 import pytest
+from _pytest.logging import LogCaptureFixture
 from fake_backend import FakeModelServer
 from gateway_process import REPO, GatewayProcess, gateway_config
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.config import ConfigError, load_settings
-from gateway.watchdog import EX_SOFTWARE
+from gateway.config import ConfigError, ServerSettings, load_settings
+from gateway.metrics import Metrics
+from gateway.watchdog import EX_SOFTWARE, Watchdog, stop_signals, watching
 
 pytestmark = pytest.mark.slow
 
@@ -132,9 +135,13 @@ async def test_a_stall_is_counted_once_and_names_its_route_and_request_id(
     print(f"\n[watchdog] {warnings[0]}")
 
 
-@pytest.mark.parametrize("spin", [False, True], ids=["sleep", "python-busy-loop"])
-async def test_sigterm_during_a_stuck_loop_exits_70_after_the_grace_period(
-    tmp_path: Path, fake_backend: FakeModelServer, spin: bool
+@pytest.mark.parametrize(
+    ("spin", "signum"),
+    [(False, signal.SIGTERM), (True, signal.SIGTERM), (False, signal.SIGINT)],
+    ids=["sleep-sigterm", "python-busy-loop-sigterm", "sleep-sigint"],
+)
+async def test_a_stop_signal_during_a_stuck_loop_exits_70_after_the_grace_period(
+    tmp_path: Path, fake_backend: FakeModelServer, spin: bool, signum: signal.Signals
 ) -> None:
     async with (
         LaunchedGateway(watchdog_config(fake_backend), workdir=tmp_path) as gw,
@@ -144,7 +151,7 @@ async def test_sigterm_during_a_stuck_loop_exits_70_after_the_grace_period(
         stuck = asyncio.ensure_future(blocked_request(session, url, "stuck-one"))
         await gw.wait_log("request_id=stuck-one")  # the loop is inside the handler now
         sent = time.monotonic()
-        gw.send(signal.SIGTERM)
+        gw.send(signum)
         code = await gw.wait_exit()
         exited = time.monotonic() - sent
         with pytest.raises(aiohttp.ClientError):
@@ -156,7 +163,7 @@ async def test_sigterm_during_a_stuck_loop_exits_70_after_the_grace_period(
     assert "event loop unresponsive for" in critical[0]
     assert "(server.shutdown_grace_seconds=1): route=test_block request_id=stuck-one" in critical[0]
     assert critical[0].endswith("exiting with status 70 without draining")
-    print(f"\n[watchdog] exit {code} {exited:.2f}s after SIGTERM (grace {GRACE_SECONDS}s): {critical[0]}")
+    print(f"\n[watchdog] exit {code} {exited:.2f}s after {signum.name} (grace {GRACE_SECONDS}s): {critical[0]}")
 
 
 async def test_sigterm_during_a_busy_loop_that_still_answers_drains_and_exits_0(
@@ -215,3 +222,29 @@ def test_the_stall_threshold_must_be_positive(value: float) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(None, env={}, overrides={"server": {"loop_stall_warning_seconds": value}})
     assert caught.value.path == "server.loop_stall_warning_seconds"
+
+
+async def test_a_stall_the_thread_never_saw_is_counted_once_when_it_ends(
+    monkeypatch: pytest.MonkeyPatch, caplog: LogCaptureFixture
+) -> None:
+    # As when one C call holds the GIL throughout: the monitor thread cannot look.
+    monkeypatch.setattr(Watchdog, "_look", lambda self, now, server: None)
+    registry = CollectorRegistry()
+    server = ServerSettings(loop_stall_warning_seconds=0.1)
+    with watching(Metrics(registry), lambda: server):
+        await asyncio.sleep(0.15)
+        time.sleep(0.4)  # blocks this test's own loop
+        await asyncio.sleep(0.25)  # the late heartbeat runs, then one on time
+    assert registry.get_sample_value(STALLS) == 1
+    assert (registry.get_sample_value(f"{LAG}_sum") or 0) >= 0.25  # late by the block less one interval at most
+    assert caplog.text.count("it ended before the watchdog could look") == 1
+
+
+async def test_stop_signals_reach_the_loop_and_are_restored_after() -> None:
+    signum = signal.SIGUSR1  # not one pytest itself relies on
+    before = signal.getsignal(signum)
+    drained = asyncio.Event()
+    with watching(Metrics(CollectorRegistry()), ServerSettings) as dog, stop_signals(dog, drained.set, [signum]):
+        os.kill(os.getpid(), signum)
+        await asyncio.wait_for(drained.wait(), 10)
+    assert signal.getsignal(signum) is before

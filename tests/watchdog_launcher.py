@@ -52,8 +52,9 @@ def create_app_with_block_route(*args: Any, **kwargs: Any) -> web.Application:
     return app
 
 
-gateway.app.SPECIAL_HANDLERS[BLOCK_ROUTE] = block_handler  # type: ignore[index]
-gateway.lifecycle.create_app = create_app_with_block_route
+gateway.app.SPECIAL_HANDLERS[BLOCK_ROUTE] = block_handler
+# lifecycle imported create_app by name, so the name there is the one to replace.
+gateway.lifecycle.create_app = create_app_with_block_route  # type: ignore[attr-defined]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -53,30 +54,42 @@ async def metadata(request: web.Request, services: Services, binding: Binding, i
 async def predict(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
     raw = await read_body(request, services.settings.server.client_read_timeout_seconds)
     size = len(raw)
-    doc, bools = await offload.run(size, _parse_predict, raw, services.settings.server.max_json_depth)
-    sig_name = codec.signature_name(doc)
+    parsed = await offload.run(size, _parse_predict, raw, services.settings.server.max_json_depth)
+    sig_name = codec.signature_name(parsed.doc)
     sig = codec.find_signature(await services.signatures(binding, info), sig_name)
-    fmt, tensors = await offload.run(size, _decode_inputs, doc, sig, sig_name, services.limits, bools)
+    fmt, tensors = await offload.run(size, _decode_inputs, parsed, sig, sig_name, services.limits)
     outputs = await batching.predict(services, binding, sig, binding.model_spec(sig_name), tensors, info)
     out_size = sum(array.nbytes for array in outputs.values())
     return json_response(await offload.run(out_size, codec.encode_outputs, outputs, fmt))
 
 
-def _parse_predict(raw: bytes, max_depth: int) -> tuple[dict[str, Any], bool]:
-    """The document, and whether it may hold true/false (which the numeric fast path excludes)."""
+@dataclass(slots=True)
+class _Parsed:
+    """A parsed predict body, handed from the parse step to the conversion step, which empties it.
+
+    The document of a hostile body can hold a million objects, and freeing them takes as long as
+    building them. Emptied on the conversion thread, they are freed there, not on the event loop.
+    """
+
+    doc: dict[str, Any]
+    bools: bool  # whether it may hold true/false, which the numeric fast path excludes
+
+
+def _parse_predict(raw: bytes, max_depth: int) -> _Parsed:
     with request_body.decoding():
         # Large all-number bodies skip the nested lists; the exact path decides everything else.
         fast = fastjson.parse_predict(raw, max_depth=max_depth)
         if fast is not None:
-            return fast, False
-        return jsonio.parse_object(raw, max_depth=max_depth), codec.bools_possible(raw)
+            return _Parsed(fast, False)
+        return _Parsed(jsonio.parse_object(raw, max_depth=max_depth), codec.bools_possible(raw))
 
 
 def _decode_inputs(
-    doc: dict[str, Any], sig: SignatureDef, sig_name: str, limits: codec.Limits, bools: bool
+    parsed: _Parsed, sig: SignatureDef, sig_name: str, limits: codec.Limits
 ) -> tuple[codec.Format, dict[str, codec.Tensor]]:
+    doc, parsed.doc = parsed.doc, {}
     with request_body.decoding():
-        return codec.decode_predict_inputs(doc, sig, sig_name, limits, bools_possible=bools)
+        return codec.decode_predict_inputs(doc, sig, sig_name, limits, bools_possible=parsed.bools)
 
 
 async def classify(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:

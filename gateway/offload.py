@@ -8,6 +8,11 @@ hands the GIL over every ``sys.getswitchinterval()`` (5 ms), so the loop waits a
 switch intervals per callback, whatever the body holds.
 
 Small bodies stay on the loop: the hop to a thread and back costs more than their work.
+
+A ``GatewayError`` raised on a thread loses its traceback there: the traceback's frames hold
+what the failed step was working on (a hostile document of a million objects), which would
+otherwise be freed on the loop when the error is rendered. The error's message and details are
+all that its answer needs; unexpected exceptions keep their tracebacks for the log.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
+
+from gateway.errors import GatewayError
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -44,4 +51,13 @@ async def run(size: int, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwarg
     if size < OFF_LOOP_BYTES:
         return fn(*args, **kwargs)
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_executor(), functools.partial(fn, *args, **kwargs))
+    return await loop.run_in_executor(_executor(), _detaching, functools.partial(fn, *args, **kwargs))
+
+
+def _detaching(call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except GatewayError as exc:
+        exc.__traceback__ = None
+        exc.__context__ = exc.__cause__ = None
+        raise

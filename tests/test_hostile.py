@@ -78,6 +78,8 @@ def test_the_corpus_covers_what_the_issue_lists() -> None:
         "exponent",
         "escapes",
         "surrogate",
+        "invalid UTF-8",
+        "-NaN",
         "tiny objects",
         "distinct keys",
         "duplicate keys",

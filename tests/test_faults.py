@@ -177,6 +177,7 @@ def report(name: str, load: Load, gw: GatewayProcess, rss_before: int, recovery:
     print(
         f"\n[fault:{name}] sent={len(load.outcomes)} by_status={load.by_status()} hung={load.hung}"
         f"{recovered} rss={rss / 1024:.1f}MiB (start {rss_before / 1024:.1f}MiB) peak={peak / 1024:.1f}MiB"
+        f" reasons={dict(Counter(o.reason for o in load.outcomes if o.status != 200))}"
     )
 
 

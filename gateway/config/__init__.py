@@ -1,0 +1,1 @@
+"""Settings: frozen sections built and validated once from YAML, environment and CLI."""

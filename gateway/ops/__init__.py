@@ -1,0 +1,1 @@
+"""Operations: metrics declared once, the access log, memory and GC tuning."""

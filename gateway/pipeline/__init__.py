@@ -1,0 +1,1 @@
+"""Transport-free request handling shared by every protocol front."""

@@ -1,0 +1,1 @@
+"""One serving process (start, signals, drain, reload), the --workers supervisor, the loop watchdog."""

@@ -15,10 +15,17 @@
     ├── RequestTimeout       408    the body arrived too slowly
     ├── ClientClosedRequest  499    the client hung up mid-body (nginx's status; nobody reads it)
     ├── HttpError            4xx/5xx  an aiohttp HTTP error with no counterpart here, its status kept
+    ├── InternalError        500    a bug: logged with its traceback, answered without it
     ├── Overloaded           503    shed load (carries Retry-After)
     └── BackendError         the backend's gRPC status, mapped by ``http_status_for``
+        ├── BadGateway           502  a reply that does not parse (INTERNAL towards gRPC clients)
         ├── BackendUnavailable   503  cannot reach the backend
+        │   └── CircuitOpen      503  failing fast while the backend is down (carries Retry-After)
         └── BackendTimeout       504  the deadline ran out
+
+Every error knows its ``grpc.StatusCode`` too (``grpc_status``), for the gRPC fronts; the table
+below is the one place the two numbering schemes meet. This module imports grpc for the
+``StatusCode`` enum alone: nothing here opens channels or makes calls.
 
 The envelope keeps TF Serving's ``{"error": msg}`` with ``error`` first; ``code``,
 ``reason``, ``request_id`` and ``details`` are additive keys.
@@ -26,56 +33,44 @@ The envelope keeps TF Serving's ``{"error": msg}`` with ``error`` first; ``code`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import grpc
 import orjson
 
-# tensorflow.error.Code / grpc.StatusCode number -> HTTP status, as TF Serving's
-# http_server.cc maps them (spec 7.2). Codes outside the table become 500.
-GRPC_TO_HTTP: Mapping[int, int] = {
-    0: 200,  # OK
-    1: 499,  # CANCELLED
-    2: 500,  # UNKNOWN
-    3: 400,  # INVALID_ARGUMENT
-    4: 504,  # DEADLINE_EXCEEDED
-    5: 404,  # NOT_FOUND
-    6: 409,  # ALREADY_EXISTS
-    7: 403,  # PERMISSION_DENIED
-    8: 429,  # RESOURCE_EXHAUSTED
-    9: 400,  # FAILED_PRECONDITION
-    10: 409,  # ABORTED
-    11: 400,  # OUT_OF_RANGE
-    12: 501,  # UNIMPLEMENTED
-    13: 500,  # INTERNAL
-    14: 503,  # UNAVAILABLE
-    15: 500,  # DATA_LOSS
-    16: 401,  # UNAUTHENTICATED
+# grpc.StatusCode -> HTTP status, as TF Serving's http_server.cc maps them (spec 7.2).
+# tests/test_errors.py checks that every StatusCode is here.
+GRPC_TO_HTTP: Mapping[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
 }
-
-GRPC_CODE_NAMES: Mapping[int, str] = {
-    0: "OK",
-    1: "CANCELLED",
-    2: "UNKNOWN",
-    3: "INVALID_ARGUMENT",
-    4: "DEADLINE_EXCEEDED",
-    5: "NOT_FOUND",
-    6: "ALREADY_EXISTS",
-    7: "PERMISSION_DENIED",
-    8: "RESOURCE_EXHAUSTED",
-    9: "FAILED_PRECONDITION",
-    10: "ABORTED",
-    11: "OUT_OF_RANGE",
-    12: "UNIMPLEMENTED",
-    13: "INTERNAL",
-    14: "UNAVAILABLE",
-    15: "DATA_LOSS",
-    16: "UNAUTHENTICATED",
-}
+_BY_NUMBER: Mapping[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
 
 
-def http_status_for(grpc_code: int) -> int:
-    return GRPC_TO_HTTP.get(grpc_code, 500)
+def status_code(number: int) -> grpc.StatusCode:
+    """The StatusCode for a wire number (TF's error::Code uses the same numbers); UNKNOWN if none."""
+    return _BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
+
+
+def http_status_for(code: grpc.StatusCode) -> int:
+    return GRPC_TO_HTTP.get(code, 500)
 
 
 class GatewayError(Exception):
@@ -83,6 +78,7 @@ class GatewayError(Exception):
 
     status: ClassVar[int] = 500
     reason: ClassVar[str] = "internal"
+    grpc_status: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN  # what a gRPC front answers
 
     def __init__(
         self,
@@ -102,41 +98,49 @@ class GatewayError(Exception):
 
 
 class MalformedRequest(GatewayError):
+    grpc_status = grpc.StatusCode.INVALID_ARGUMENT
     status = 400
     reason = "malformed_request"
 
 
 class InvalidArgument(GatewayError):
+    grpc_status = grpc.StatusCode.INVALID_ARGUMENT
     status = 400
     reason = "invalid_argument"
 
 
 class Unimplemented(GatewayError):
+    grpc_status = grpc.StatusCode.UNIMPLEMENTED
     status = 501
     reason = "unimplemented"
 
 
 class NotFound(GatewayError):
+    grpc_status = grpc.StatusCode.NOT_FOUND
     status = 404
     reason = "not_found"
 
 
 class MethodNotAllowed(GatewayError):
+    grpc_status = grpc.StatusCode.UNIMPLEMENTED
     status = 405
     reason = "method_not_allowed"
 
 
 class Unauthorized(GatewayError):
+    grpc_status = grpc.StatusCode.UNAUTHENTICATED
     status = 401
     reason = "unauthenticated"
 
 
 class Forbidden(GatewayError):
+    grpc_status = grpc.StatusCode.PERMISSION_DENIED
     status = 403
     reason = "permission_denied"
 
 
 class PayloadTooLarge(GatewayError):
+    grpc_status = grpc.StatusCode.RESOURCE_EXHAUSTED
     status = 413
     reason = "payload_too_large"
 
@@ -144,11 +148,13 @@ class PayloadTooLarge(GatewayError):
 class UnsupportedMediaType(GatewayError):
     """A request body in a coding the gateway cannot undo (carries Accept-Encoding, RFC 7694)."""
 
+    grpc_status = grpc.StatusCode.UNIMPLEMENTED
     status = 415
     reason = "unsupported_media_type"
 
 
 class ClientClosedRequest(GatewayError):
+    grpc_status = grpc.StatusCode.CANCELLED
     status = 499
     reason = "client_closed_request"
 
@@ -170,13 +176,21 @@ class HttpError(GatewayError):
 class RequestTimeout(GatewayError):
     """The client sent its body too slowly (``server.client_read_timeout_seconds``)."""
 
+    grpc_status = grpc.StatusCode.DEADLINE_EXCEEDED
     status = 408
     reason = "request_timeout"
 
 
 class Overloaded(GatewayError):
+    grpc_status = grpc.StatusCode.UNAVAILABLE
     status = 503
     reason = "overloaded"
+
+
+class InternalError(GatewayError):
+    grpc_status = grpc.StatusCode.INTERNAL
+    status = 500
+    reason = "internal"
 
 
 class BackendError(GatewayError):
@@ -184,7 +198,7 @@ class BackendError(GatewayError):
 
     reason = "backend_error"
 
-    def __init__(self, message: str, *, grpc_code: int, details: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, message: str, *, grpc_code: grpc.StatusCode, details: Mapping[str, Any] | None = None) -> None:
         super().__init__(message, details=details)
         self.grpc_code = grpc_code
 
@@ -194,21 +208,48 @@ class BackendError(GatewayError):
 
     @property
     def grpc_code_name(self) -> str:
-        return GRPC_CODE_NAMES.get(self.grpc_code, "UNKNOWN")
+        return str(self.grpc_code.name)
+
+    @property
+    def grpc_status(self) -> grpc.StatusCode:  # type: ignore[override]  # per instance: the backend's own
+        return self.grpc_code
+
+
+class BadGateway(BackendError):
+    """The backend answered, but not with a message we can read: 502 here, INTERNAL to gRPC clients."""
+
+    reason = "bad_backend_response"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, grpc_code=grpc.StatusCode.INTERNAL)
+
+    @property
+    def http_status(self) -> int:
+        return 502
 
 
 class BackendUnavailable(BackendError):
     reason = "backend_unavailable"
 
     def __init__(self, message: str, *, details: Mapping[str, Any] | None = None) -> None:
-        super().__init__(message, grpc_code=14, details=details)
+        super().__init__(message, grpc_code=grpc.StatusCode.UNAVAILABLE, details=details)
+
+
+class CircuitOpen(BackendUnavailable):
+    """Failing fast: the backend failed repeatedly and has not been seen back yet."""
+
+    reason = "circuit_open"
+
+    def __init__(self, backend: str, retry_after: float) -> None:
+        super().__init__(f"Backend {backend} is unavailable", details={"backend": backend})
+        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
 
 
 class BackendTimeout(BackendError):
     reason = "deadline_exceeded"
 
     def __init__(self, message: str, *, details: Mapping[str, Any] | None = None) -> None:
-        super().__init__(message, grpc_code=4, details=details)
+        super().__init__(message, grpc_code=grpc.StatusCode.DEADLINE_EXCEEDED, details=details)
 
 
 def error_reason(err: GatewayError) -> str:

@@ -10,7 +10,7 @@ import pytest
 from conftest import GatewayClient, MakeGatewayClient
 from fake_backend import FakeModelServer
 
-from gateway.accesslog import ACCESS_LOGGER
+from gateway.ops.accesslog import ACCESS_LOGGER
 
 SECRET = "s3cr3t-token-value"
 FIELDS = {

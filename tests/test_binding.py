@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.binding import bind, client_timeout
-from gateway.config import Settings
+from gateway.config.settings import Settings
 from gateway.errors import InvalidArgument, NotFound
-from gateway.routes import Target
+from gateway.routing.binding import bind, client_timeout
+from gateway.routing.routes import Target
 
 SETTINGS = Settings.from_mapping(
     {

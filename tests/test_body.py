@@ -1,6 +1,6 @@
 """Request bodies through real sockets: Content-Encoding, size limits raw and inflated, slow clients.
 
-``gateway/body.py`` reads the raw stream itself (aiohttp's own inflation is off), so every
+``gateway/web/body.py`` reads the raw stream itself (aiohttp's own inflation is off), so every
 case here goes in over a socket and comes back as an answer: decoded and equal to the plain
 request, or a 4xx envelope with ``error`` first.
 """
@@ -24,7 +24,7 @@ from conftest import MakeGatewayClient
 from harness import MODEL, GatewayClient, build_app
 from multidict import CIMultiDict
 
-from gateway import body
+from gateway.web import body
 
 URL = f"/v1/models/{MODEL}:predict"
 PLAIN = b'{"instances": [1.0, 2.0, 5.0]}'

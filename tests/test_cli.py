@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from gateway.cli import main
-from gateway.config import Settings
+from gateway.config.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -129,9 +129,9 @@ def test_runs_the_app_with_the_settings(monkeypatch: pytest.MonkeyPatch) -> None
         assert reload().server.port == 9001  # a SIGHUP reload keeps the command line's flags
         return 0
 
-    fake_app = types.ModuleType("gateway.app")
+    fake_app = types.ModuleType("gateway.web.app")
     fake_app.run = run  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "gateway.app", fake_app)
+    monkeypatch.setitem(sys.modules, "gateway.web.app", fake_app)
     assert main(["--port", "9001"]) == 0
     assert [s.server.port for s in seen] == [9001]
 

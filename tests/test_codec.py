@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway import codec, codec_examples, codec_meta
 from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
 from gateway._pb.tensorflow_serving.apis import (
     classification_pb2,
@@ -19,9 +18,12 @@ from gateway._pb.tensorflow_serving.apis import (
     predict_pb2,
     regression_pb2,
 )
+from gateway.codec import examples as codec_examples
+from gateway.codec import meta as codec_meta
+from gateway.codec import predict as codec
+from gateway.codec.jsonio import parse_object
+from gateway.codec.tensors import SUPPORTED, to_proto
 from gateway.errors import GatewayError, InvalidArgument, Unimplemented
-from gateway.jsonio import parse_object
-from gateway.tensors import SUPPORTED, to_proto
 
 DT = {d.name: d.enum for d in SUPPORTED.values()} | {"half": 19, "complex64": 8, "uint16": 17}
 

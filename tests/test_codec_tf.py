@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from tensorflow.core.framework import tensor_pb2 as tf_tensor_pb2
 
-from gateway import codec, tensors
 from gateway._pb.tensorflow.core.framework import tensor_pb2
+from gateway.codec import predict as codec
+from gateway.codec import tensors
 
 NUMERIC = {
     "float": np.float32,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import Settings
+from gateway.config.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = sorted((REPO / "docs").glob("*.md"))
@@ -41,5 +41,5 @@ def test_config_keys_exist(doc: Path) -> None:
 
 def test_the_checks_see_the_bounds_doc() -> None:
     text = (REPO / "docs" / "input-bounds.md").read_text()
-    assert "gateway/fastjson.py" in _PATH.findall(text)
+    assert "gateway/codec/fastjson.py" in _PATH.findall(text)
     assert "server.max_json_depth" in _KEY.findall(text)

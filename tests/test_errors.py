@@ -8,9 +8,9 @@ import grpc
 import orjson
 import pytest
 
-from gateway import backend
+from gateway import errors
+from gateway.backend import client as backend
 from gateway.errors import (
-    GRPC_CODE_NAMES,
     GRPC_TO_HTTP,
     BackendError,
     BackendTimeout,
@@ -18,6 +18,7 @@ from gateway.errors import (
     InvalidArgument,
     http_status_for,
     render_error,
+    status_code,
 )
 
 SPEC_7_2 = {
@@ -43,14 +44,46 @@ SPEC_7_2 = {
 
 @pytest.mark.parametrize("code", list(grpc.StatusCode), ids=lambda c: c.name)
 def test_every_grpc_status_code_is_mapped_as_the_spec_says(code: grpc.StatusCode) -> None:
-    number = code.value[0]
-    assert number in GRPC_TO_HTTP
-    assert GRPC_CODE_NAMES[number] == code.name
-    assert http_status_for(number) == SPEC_7_2[code.name]
+    assert code in GRPC_TO_HTTP
+    assert http_status_for(code) == SPEC_7_2[code.name]
+    assert status_code(code.value[0]) is code
 
 
-def test_unknown_codes_are_500() -> None:
-    assert http_status_for(99) == 500
+def test_unknown_code_numbers_are_unknown_and_500() -> None:
+    assert status_code(99) is grpc.StatusCode.UNKNOWN
+    assert http_status_for(status_code(99)) == 500
+
+
+def _error_classes() -> list[type[errors.GatewayError]]:
+    found, todo = [], [errors.GatewayError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return [cls for cls in found if cls.__module__ == "gateway.errors"]
+
+
+def test_every_gateway_error_lives_in_errors_py_and_is_drawn_in_its_tree() -> None:
+    import gateway  # noqa: F401  (every subpackage imported below registers its subclasses)
+    from gateway.web import app  # noqa: F401
+
+    for cls in _all_subclasses(errors.GatewayError):
+        assert cls.__module__ == "gateway.errors" or cls.__module__.startswith("tests."), cls
+    tree = errors.__doc__ or ""
+    for cls in _error_classes():
+        assert cls.__name__ in tree, f"{cls.__name__} is missing from the tree in errors.py's docstring"
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    out = []
+    for sub in cls.__subclasses__():
+        out += [sub, *_all_subclasses(sub)]
+    return out
+
+
+@pytest.mark.parametrize("cls", _error_classes(), ids=lambda c: c.__name__)
+def test_every_error_has_a_grpc_status_for_the_grpc_fronts(cls: type[errors.GatewayError]) -> None:
+    assert isinstance(cls.grpc_status, grpc.StatusCode | property)
 
 
 class FakeRpcError(grpc.aio.AioRpcError):
@@ -96,6 +129,6 @@ def test_envelope_keeps_error_first_and_adds_keys() -> None:
 
 
 def test_backend_error_reason_names_the_grpc_code() -> None:
-    body = orjson.loads(render_error(BackendError("Servable not found", grpc_code=5)))
+    body = orjson.loads(render_error(BackendError("Servable not found", grpc_code=grpc.StatusCode.NOT_FOUND)))
     assert body["reason"] == "backend_not_found"
     assert body["code"] == 404

@@ -4,7 +4,7 @@ The aiohttp classes are found by introspection, so a class a future aiohttp adds
 without touching this file. Each is injected two ways into a real request:
 
 * **stream**: set on the request's body stream, exactly as aiohttp's parser delivers its own
-  errors, so it comes out of ``content.readany()`` inside ``gateway.body.read_body``;
+  errors, so it comes out of ``content.readany()`` inside ``gateway.web.body.read_body``;
 * **handler**: raised from the handling itself, so the middleware's safety net must map it.
 
 The decoder exceptions are raised inside ``body.decoding()`` (a 4xx) and, as a control, outside
@@ -27,7 +27,7 @@ from aiohttp import http_exceptions, web
 from aiohttp.web_protocol import RequestPayloadError
 from harness import MODEL, GatewayClient, build_app
 
-from gateway import body
+from gateway.web import body
 
 AiohttpClient = Callable[..., Awaitable[GatewayClient]]
 URL = f"/v1/models/{MODEL}:predict"
@@ -282,7 +282,8 @@ async def test_without_injection_the_request_is_served(injected: tuple[GatewayCl
 
 @pytest.mark.parametrize(("exc", "expected"), DECODER_ERRORS, ids=case_id)
 @pytest.mark.parametrize(
-    ("verb", "parser"), [("predict", "gateway.fastjson.parse_predict"), ("classify", "gateway.jsonio.parse_object")]
+    ("verb", "parser"),
+    [("predict", "gateway.codec.fastjson.parse_predict"), ("classify", "gateway.codec.jsonio.parse_object")],
 )
 async def test_decoder_errors_from_the_real_parse_steps_are_4xx(
     injected: tuple[GatewayClient, Injector],

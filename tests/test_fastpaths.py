@@ -1,6 +1,6 @@
 """Fast paths against the exact path: the same tensors, request bytes and JSON, or the same error.
 
-Each property runs one input both ways. The fast JSON-array parser (gateway/fastjson.py) is
+Each property runs one input both ways. The fast JSON-array parser (gateway/codec/fastjson.py) is
 fed bodies that it should take (regular number arrays in many spellings) and bodies that it
 must refuse (NaN, strings, bools, null, b64, ragged or empty lists, bad numbers, extra keys).
 """
@@ -15,12 +15,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import batching, codec, fastjson, gctune, jsonio, wire
 from gateway._pb.tensorflow.core.framework import tensor_shape_pb2, types_pb2
 from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
 from gateway._pb.tensorflow_serving.apis import model_pb2, predict_pb2
+from gateway.codec import fastjson, jsonio, wire
+from gateway.codec import predict as codec
+from gateway.codec.tensors import to_proto
 from gateway.errors import GatewayError
-from gateway.tensors import to_proto
+from gateway.ops import gctune
+from gateway.pipeline import batching
 
 DTYPES = [
     types_pb2.DT_FLOAT,

@@ -14,10 +14,10 @@ from fake_backend import Delay, FakeModelServer
 from harness import merge
 from prometheus_client import CollectorRegistry
 
-from gateway import lifecycle
-from gateway.app import create_app
-from gateway.config import Settings
-from gateway.health import HEALTH
+from gateway.backend.readiness import HEALTH
+from gateway.config.settings import Settings
+from gateway.process import serve as lifecycle
+from gateway.web.app import create_app
 
 FAST_PROBES = {"health_check": {"interval_seconds": 0.2, "timeout_seconds": 0.2}}
 DEADLINE_SECONDS = 15.0

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.codec.jsonio import parse_object
 from gateway.errors import InvalidArgument
-from gateway.jsonio import parse_object
 
 
 def parse(body: bytes, max_depth: int = 64) -> dict[str, Any]:

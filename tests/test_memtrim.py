@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway import memtrim
+from gateway.ops import memtrim
 
 
 async def test_trims_once_after_the_last_large_request() -> None:

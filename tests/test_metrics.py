@@ -12,7 +12,7 @@ from conftest import AiohttpClient, GatewayClient, build_app
 from fake_backend import Abort, FakeModelServer
 from prometheus_client import CollectorRegistry
 
-from gateway.metrics import ROUTES
+from gateway.ops.metrics import ROUTES
 
 PREDICT = {"instances": [1.0, 2.0]}
 

@@ -29,7 +29,6 @@ from tensorflow_serving.apis import (
     regression_pb2 as up_regression,
 )
 
-from gateway import backend
 from gateway._pb.tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -39,6 +38,7 @@ from gateway._pb.tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
     regression_pb2,
 )
+from gateway.backend import client as backend
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,8 +152,8 @@ def test_classify_regress_status_and_metadata_round_trip() -> None:
 @pytest.mark.parametrize(
     "order",
     [
-        "import gateway.app; import tensorflow; import tensorflow_serving.apis.predict_pb2",
-        "import tensorflow; import tensorflow_serving.apis.predict_pb2; import gateway.app",
+        "import gateway.web.app; import tensorflow; import tensorflow_serving.apis.predict_pb2",
+        "import tensorflow; import tensorflow_serving.apis.predict_pb2; import gateway.web.app",
     ],
 )
 def test_gateway_shares_a_process_with_tensorflow(order: str) -> None:
@@ -174,6 +174,6 @@ print('ok')
 
 
 def test_gateway_package_never_imports_tensorflow() -> None:
-    script = "import sys, gateway.app, gateway.cli; assert 'tensorflow' not in sys.modules; print('ok')"
+    script = "import sys, gateway.web.app, gateway.cli; assert 'tensorflow' not in sys.modules; print('ok')"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from gateway.config import CircuitBreakerSettings, RetrySettings
-from gateway.errors import Overloaded
-from gateway.resilience import CircuitBreaker, CircuitOpen, ConcurrencyLimiter, RetryBudget, backoff_seconds
+from gateway.backend.resilience import CircuitBreaker, ConcurrencyLimiter, RetryBudget, backoff_seconds
+from gateway.config.settings import CircuitBreakerSettings, RetrySettings
+from gateway.errors import CircuitOpen, Overloaded
 
 
 class Clock:

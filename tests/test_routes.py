@@ -7,7 +7,7 @@ import re
 import pytest
 
 from gateway.errors import MalformedRequest, MethodNotAllowed, NotFound
-from gateway.routes import Special, Target, resolve, unescape
+from gateway.routing.routes import Special, Target, resolve, unescape
 
 SPECIALS = {"/healthz": "healthz", "/metrics": "metrics"}
 

@@ -227,8 +227,8 @@ async def test_gzip_responses(make_gateway_client: MakeGatewayClient) -> None:
 
 
 async def test_serves_https(tmp_path: Path, fake_backend: FakeModelServer) -> None:
-    from gateway.config import Settings
-    from gateway.tls import server_ssl_context
+    from gateway.config.settings import Settings
+    from gateway.config.tls import server_ssl_context
 
     cert, key = make_cert(tmp_path, "server")
     settings = {**base_settings(fake_backend), "server": {"tls": {"cert_file": str(cert), "key_file": str(key)}}}

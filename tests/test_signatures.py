@@ -8,8 +8,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
-from gateway.metrics import Metrics
-from gateway.signatures import CacheKey, SignatureCache, Signatures
+from gateway.ops.metrics import Metrics
+from gateway.pipeline.signatures import CacheKey, SignatureCache, Signatures
 
 KEY = CacheKey("default", "m", None, None)
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-import gateway.app
-import gateway.lifecycle
+import gateway.process.serve
+import gateway.web.app
 from gateway.cli import main
 
 BLOCK_PATH = "/test/block"
@@ -43,18 +43,18 @@ async def block_handler(request: web.Request) -> web.Response:
     return web.json_response({"blocked_seconds": seconds * chunks})
 
 
-_create_app = gateway.app.create_app
+_create_app = gateway.web.app.create_app
 
 
 def create_app_with_block_route(*args: Any, **kwargs: Any) -> web.Application:
     app = _create_app(*args, **kwargs)
-    app[gateway.app.SPECIALS][BLOCK_PATH] = BLOCK_ROUTE
+    app[gateway.web.app.SPECIALS][BLOCK_PATH] = BLOCK_ROUTE
     return app
 
 
-gateway.app.SPECIAL_HANDLERS[BLOCK_ROUTE] = block_handler
+gateway.web.app.SPECIAL_HANDLERS[BLOCK_ROUTE] = block_handler
 # lifecycle imported create_app by name, so the name there is the one to replace.
-gateway.lifecycle.create_app = create_app_with_block_route  # type: ignore[attr-defined]
+gateway.process.serve.create_app = create_app_with_block_route  # type: ignore[attr-defined]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -38,31 +38,15 @@ from gateway._pb.tensorflow_serving.apis import (
     predict_pb2,
     regression_pb2,
 )
-from gateway.config import BackendSettings, HealthCheckSettings
-from gateway.errors import BackendError, BackendTimeout, BackendUnavailable
-from gateway.metrics import Metrics
-from gateway.resilience import CircuitBreaker, CircuitOpen, ConcurrencyLimiter, RetryBudget, backoff_seconds
-from gateway.tls import BackendPems, backend_pems
+from gateway.backend.resilience import CircuitBreaker, ConcurrencyLimiter, RetryBudget, backoff_seconds
+from gateway.config.settings import BackendSettings, HealthCheckSettings
+from gateway.config.tls import BackendPems, backend_pems
+from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, BadGateway, CircuitOpen
+from gateway.ops.metrics import Metrics
 
 R = TypeVar("R", bound=Message)
 
 log = logging.getLogger("tfs_gateway")
-
-UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
-
-
-class BadGateway(BackendError):
-    """The backend answered, but not with a message we can read."""
-
-    status = 502
-    reason = "bad_backend_response"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, grpc_code=13)
-
-    @property
-    def http_status(self) -> int:
-        return 502
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +175,7 @@ def translate(exc: grpc.aio.AioRpcError, backend: str) -> BackendError:
         return BackendTimeout(_public(details) or "Deadline Exceeded", details=where)
     if code == grpc.StatusCode.UNAVAILABLE and not _public(details):
         return BackendUnavailable(f"Backend {backend} is unavailable", details=where)
-    return BackendError(_public(details) or code.name, grpc_code=code.value[0], details=where)
+    return BackendError(_public(details) or code.name, grpc_code=code, details=where)
 
 
 def _code(exc: grpc.aio.AioRpcError) -> grpc.StatusCode:
@@ -211,7 +195,7 @@ def _public(details: str) -> str:
 
 
 def _is_retryable(err: BackendError) -> bool:
-    return err.grpc_code == UNAVAILABLE and not isinstance(err, CircuitOpen)
+    return err.grpc_code == grpc.StatusCode.UNAVAILABLE and not isinstance(err, CircuitOpen)
 
 
 # --------------------------------------------------------------------------- channel

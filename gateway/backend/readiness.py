@@ -27,11 +27,11 @@ import orjson
 from aiohttp import web
 
 from gateway._pb.tensorflow_serving.apis import get_model_status_pb2, model_pb2
-from gateway.backend import STATUS, Backend
-from gateway.config import Settings
+from gateway.backend.client import STATUS, Backend
+from gateway.config.settings import Settings
 from gateway.errors import BackendError, GatewayError
-from gateway.services import Services
-from gateway.web_keys import SERVICES
+from gateway.pipeline.services import Services
+from gateway.web.keys import SERVICES
 
 log = logging.getLogger("tfs_gateway.health")
 

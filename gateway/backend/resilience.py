@@ -15,7 +15,6 @@ Clocks are injectable (``clock=``) so the state machines are tested without slee
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import time
 from collections import deque
@@ -24,21 +23,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 
-from gateway.config import CircuitBreakerSettings, RetrySettings
-from gateway.errors import BackendTimeout, BackendUnavailable, Overloaded
+from gateway.config.settings import CircuitBreakerSettings, RetrySettings
+from gateway.errors import BackendTimeout, CircuitOpen, Overloaded
 
 Clock = Callable[[], float]
 BreakerState = Literal["closed", "open", "half_open"]
-
-
-class CircuitOpen(BackendUnavailable):
-    """Failing fast: the backend failed repeatedly and has not been seen back yet."""
-
-    reason = "circuit_open"
-
-    def __init__(self, backend: str, retry_after: float) -> None:
-        super().__init__(f"Backend {backend} is unavailable", details={"backend": backend})
-        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
 
 
 def backoff_seconds(retry: int, settings: RetrySettings, rand: Callable[[], float] = random.random) -> float:

@@ -27,9 +27,9 @@ import orjson
 
 from gateway._pb.tensorflow.core.example import example_pb2, feature_pb2
 from gateway._pb.tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
-from gateway.codec import b64decode, is_b64, json_type
+from gateway.codec.jsonio import debug_string
+from gateway.codec.predict import b64decode, is_b64, json_type
 from gateway.errors import InvalidArgument
-from gateway.jsonio import debug_string
 
 Kind = Literal["bytes", "float", "int64"]
 _INT64_MAX = 2**63 - 1

@@ -28,7 +28,8 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from gateway import gctune, jsonio
+from gateway.codec import jsonio
+from gateway.ops import gctune
 
 _BOM = b"\xef\xbb\xbf"
 _NUMBER_AND_SPACE = b"0123456789.eE+- \t\r\n"

@@ -32,8 +32,8 @@ from typing import Any
 
 import orjson
 
-from gateway import gctune
 from gateway.errors import InvalidArgument
+from gateway.ops import gctune
 
 _KEY_END = re.compile(rb'"[ \t\r\n]*:')
 _BOM = b"\xef\xbb\xbf"

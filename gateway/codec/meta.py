@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError, Message
 
 from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
 from gateway._pb.tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
-from gateway.errors import BackendError
+from gateway.errors import BadGateway
 
 SIGNATURE_DEF_FIELD = "signature_def"
 
@@ -47,12 +47,12 @@ def signature_defs(
     """The SignatureDefMap packed in a GetModelMetadata response."""
     packed = response.metadata.get(SIGNATURE_DEF_FIELD)
     if packed is None:
-        raise BackendError("Backend metadata has no signature_def", grpc_code=13)
+        raise BadGateway("Backend metadata has no signature_def")
     sig_map = get_model_metadata_pb2.SignatureDefMap()
     try:
         sig_map.ParseFromString(packed.value)
     except DecodeError:
-        raise BackendError("Backend sent a signature_def that does not parse", grpc_code=13) from None
+        raise BadGateway("Backend sent a signature_def that does not parse") from None
     return dict(sig_map.signature_def)
 
 

@@ -43,10 +43,10 @@ import orjson
 from gateway._pb.tensorflow.core.framework import tensor_pb2
 from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
 from gateway._pb.tensorflow_serving.apis import predict_pb2
+from gateway.codec.fastjson import NumericJson
+from gateway.codec.jsonio import debug_string
+from gateway.codec.tensors import SUPPORTED, DType, dtype_name, from_proto, to_proto
 from gateway.errors import GatewayError, InvalidArgument, Unimplemented
-from gateway.fastjson import NumericJson
-from gateway.jsonio import debug_string
-from gateway.tensors import SUPPORTED, DType, dtype_name, from_proto, to_proto
 
 Format = Literal["row", "columnar"]
 DEFAULT_SIGNATURE = "serving_default"

@@ -22,7 +22,7 @@ import numpy as np
 from gateway._pb.tensorflow_serving.apis import model_pb2
 
 if TYPE_CHECKING:
-    from gateway.codec import Tensor
+    from gateway.codec.predict import Tensor
 
 _LEN = 2  # wire type of length-delimited fields
 _VARINT = 0

@@ -20,17 +20,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from gateway import codec, wire
 from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
 from gateway._pb.tensorflow_serving.apis import model_pb2
-from gateway.backend import PREDICT
-from gateway.codec import Tensor
-from gateway.config import BatchingSettings
+from gateway.backend.client import PREDICT
+from gateway.codec import predict as codec
+from gateway.codec import wire
+from gateway.codec.predict import Tensor
+from gateway.config.settings import BatchingSettings
 from gateway.errors import GatewayError
 
 if TYPE_CHECKING:
-    from gateway.binding import Binding
-    from gateway.services import RequestInfo, Services
+    from gateway.pipeline.services import RequestInfo, Services
+    from gateway.routing.binding import Binding
 
 Arrays = dict[str, npt.NDArray[Any]]
 Call = Callable[[bytes], Awaitable[Arrays]]

@@ -16,20 +16,19 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
-from gateway import codec, codec_meta
 from gateway._pb.tensorflow_serving.apis import get_model_metadata_pb2
-from gateway.auth import Authenticator
-from gateway.backend import METADATA, Backend, Rpc
-from gateway.batching import Batcher
-from gateway.binding import Binding
-from gateway.config import Settings
+from gateway.backend.client import METADATA, Backend, Rpc
+from gateway.codec import meta as codec_meta
+from gateway.codec import predict as codec
+from gateway.config.settings import Settings
 from gateway.errors import BackendError
-from gateway.metrics import Metrics
-from gateway.signatures import CacheKey, SignatureCache, Signatures
+from gateway.ops.metrics import Metrics
+from gateway.pipeline.batching import Batcher
+from gateway.pipeline.signatures import CacheKey, SignatureCache, Signatures
+from gateway.routing.auth import Authenticator
+from gateway.routing.binding import Binding
 
 R = TypeVar("R", bound=Message)
-
-NOT_FOUND = 5
 
 
 @dataclass(slots=True)
@@ -72,7 +71,7 @@ class Services:
             reply = await backend.call(rpc, request, timeout=binding.timeout_seconds, metadata=metadata)
         except BackendError as exc:
             info.grpc_code = exc.grpc_code_name
-            if exc.grpc_code == NOT_FOUND:
+            if exc.grpc_code_name == "NOT_FOUND":  # the servable is gone: its signatures too
                 self.signature_cache.invalidate(binding.backend, binding.model)
             raise
         info.grpc_code = "OK"

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
-from gateway.metrics import Metrics
+from gateway.ops.metrics import Metrics
 
 Signatures = Mapping[str, meta_graph_pb2.SignatureDef]
 Fetch = Callable[[], Awaitable[Signatures]]

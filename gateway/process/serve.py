@@ -4,7 +4,7 @@ Drain, in order: ``/readyz`` fails at once; the listening sockets close (new con
 refused); requests in flight finish, for up to ``server.shutdown_grace_seconds``, while kept-alive
 connections still get answers (with ``Connection: close``); then whatever is left is cancelled,
 the backends close, and the process exits 0. If the event loop itself is stuck and does not come
-back within the grace period, the watchdog (``gateway.watchdog``) ends the process with status 70.
+back within the grace period, the watchdog (``gateway.process.watchdog``) ends the process with status 70.
 
 Reload (SIGHUP) re-reads the same config file (and the same flags and environment). A valid
 config replaces the services (deployments, limits, backends) for new requests; requests in flight
@@ -39,14 +39,14 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import multiprocess
 
-from gateway import watchdog
-from gateway.accesslog import configure_logging
-from gateway.app import create_app, reload_services
-from gateway.config import ConfigError, Settings
-from gateway.health import HEALTH
-from gateway.tls import server_ssl_context
-from gateway.web_keys import SERVICES
-from gateway.web_metrics import metrics_app
+from gateway.backend.readiness import HEALTH
+from gateway.config.settings import ConfigError, Settings
+from gateway.config.tls import server_ssl_context
+from gateway.ops.accesslog import configure_logging
+from gateway.process import watchdog
+from gateway.web.app import create_app, reload_services
+from gateway.web.keys import SERVICES
+from gateway.web.pages import metrics_app
 
 log = logging.getLogger("tfs_gateway.lifecycle")
 
@@ -135,7 +135,7 @@ def _metrics_runner(settings: Settings, app: web.Application) -> web.AppRunner |
 @contextlib.contextmanager
 def _install_signals(app: web.Application, stop: asyncio.Event, reload: Reload | None) -> Iterator[None]:
     """SIGHUP reloads on the loop; stop signals drain, and also reach the watchdog, which ends a
-    process whose loop is stuck (``gateway.watchdog``)."""
+    process whose loop is stuck (``gateway.process.watchdog``)."""
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[bool]] = set()
 

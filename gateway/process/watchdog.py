@@ -44,9 +44,9 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from gateway.config import ServerSettings
-from gateway.metrics import Metrics
-from gateway.services import RequestInfo
+from gateway.config.settings import ServerSettings
+from gateway.ops.metrics import Metrics
+from gateway.pipeline.services import RequestInfo
 
 log = logging.getLogger("tfs_gateway.watchdog")
 

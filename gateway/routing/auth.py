@@ -24,9 +24,9 @@ import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from gateway import routes
-from gateway.config import AuthPolicy, Settings
+from gateway.config.settings import AuthPolicy, Settings
 from gateway.errors import Forbidden, Unauthorized
+from gateway.routing import routes
 
 API_KEY_HEADER = "X-API-Key"
 _HEALTH: frozenset[str] = frozenset({"healthz", "readyz"})

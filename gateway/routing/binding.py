@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from gateway._pb.tensorflow_serving.apis import model_pb2
-from gateway.config import DeploymentSettings, ModelSettings, Settings
+from gateway.config.settings import DeploymentSettings, ModelSettings, Settings
 from gateway.errors import InvalidArgument, NotFound
-from gateway.routes import Target
+from gateway.routing.routes import Target
 
 _GRPC_TIMEOUT = re.compile(r"(\d{1,8})([HMSmun])")
 _GRPC_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}

@@ -8,17 +8,22 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from gateway import codec, gctune, handlers, health, memtrim, routes, web_metrics
-from gateway.backend import Backend
-from gateway.binding import bind, client_timeout
-from gateway.config import Settings
-from gateway.cors import Cors
+from gateway.backend import readiness as health
+from gateway.backend.client import Backend
+from gateway.codec import predict as codec
+from gateway.config.settings import Settings
 from gateway.errors import GatewayError
-from gateway.metrics import Metrics
-from gateway.middlewares import EDGE, Edge, gateway_middleware, request_info, request_services
-from gateway.services import Services, ServicesRef
-from gateway.signatures import SignatureCache
-from gateway.web_keys import SERVICES
+from gateway.ops import gctune, memtrim
+from gateway.ops.metrics import Metrics
+from gateway.pipeline.services import Services, ServicesRef
+from gateway.pipeline.signatures import SignatureCache
+from gateway.routing import routes
+from gateway.routing.binding import bind, client_timeout
+from gateway.web import pages as web_metrics
+from gateway.web import rest_v1 as handlers
+from gateway.web.cors import Cors
+from gateway.web.keys import SERVICES
+from gateway.web.middleware import EDGE, Edge, gateway_middleware, request_info, request_services
 
 log = logging.getLogger("tfs_gateway")
 
@@ -122,6 +127,6 @@ def reload_services(app: web.Application, settings: Settings) -> None:
 
 def run(settings: Settings, reload: Callable[[], Settings] | None = None) -> int:
     """Serve until SIGTERM/SIGINT; ``reload`` re-reads the configuration on SIGHUP."""
-    from gateway.lifecycle import run as run_process  # it imports this module: a top-level import is circular
+    from gateway.process.serve import run as run_process  # it imports this module: a top-level import is circular
 
     return run_process(settings, reload)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.services import RequestInfo, Services, ServicesRef
+from gateway.pipeline.services import RequestInfo, Services, ServicesRef
 
 SERVICES = web.AppKey("tfs_gateway_services", ServicesRef)  # swapped whole by a config reload
 PINNED = web.RequestKey("tfs_gateway_pinned_services", Services)  # the generation a request started with

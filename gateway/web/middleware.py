@@ -30,22 +30,26 @@ from aiohttp import http_exceptions, web
 from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestPayloadError
 
-from gateway import accesslog, body, compression, cors, memtrim
-from gateway.cors import Cors
-from gateway.errors import GatewayError, HttpError, MethodNotAllowed, NotFound, PayloadTooLarge, render_error
-from gateway.health import HEALTH
-from gateway.services import RequestInfo, Services
-from gateway.web_keys import INFO, PINNED, SERVICES
+from gateway.backend.readiness import HEALTH
+from gateway.errors import (
+    GatewayError,
+    HttpError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    render_error,
+)
+from gateway.ops import accesslog, memtrim
+from gateway.pipeline.services import RequestInfo, Services
+from gateway.web import body, compression, cors
+from gateway.web.cors import Cors
+from gateway.web.keys import INFO, PINNED, SERVICES
 
 log = logging.getLogger("tfs_gateway")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _MAX_REQUEST_ID = 128
-
-
-class InternalError(GatewayError):
-    status = 500
-    reason = "internal"
 
 
 def request_info(request: web.Request) -> RequestInfo:

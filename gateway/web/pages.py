@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.metrics import Metrics, exposition
-from gateway.web_keys import SERVICES
+from gateway.ops.metrics import Metrics, exposition
+from gateway.web.keys import SERVICES
 
 _METRICS = web.AppKey("tfs_gateway_metrics_only", Metrics)
 

@@ -8,8 +8,6 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import batching, codec, codec_examples, codec_meta, fastjson, jsonio, offload
-from gateway import body as request_body
 from gateway._pb.tensorflow.core.protobuf.meta_graph_pb2 import SignatureDef
 from gateway._pb.tensorflow_serving.apis import (
     classification_pb2,
@@ -17,9 +15,15 @@ from gateway._pb.tensorflow_serving.apis import (
     input_pb2,
     regression_pb2,
 )
-from gateway.backend import CLASSIFY, REGRESS, STATUS
-from gateway.binding import Binding
-from gateway.services import RequestInfo, Services
+from gateway.backend.client import CLASSIFY, REGRESS, STATUS
+from gateway.codec import examples as codec_examples
+from gateway.codec import fastjson, jsonio
+from gateway.codec import meta as codec_meta
+from gateway.codec import predict as codec
+from gateway.pipeline import batching, offload
+from gateway.pipeline.services import RequestInfo, Services
+from gateway.routing.binding import Binding
+from gateway.web import body as request_body
 
 JSON = "application/json"
 
@@ -31,7 +35,7 @@ def json_response(body: bytes, status: int = 200) -> web.Response:
 
 
 async def read_body(request: web.Request, timeout: float | None = None) -> bytes:
-    """The whole body, inflated by ``gateway.body`` and capped at ``client_max_size``, raw and inflated.
+    """The whole body, inflated by ``gateway.web.body`` and capped at ``client_max_size``, raw and inflated.
 
     ``timeout`` bounds a slow client (aiohttp has no body read timeout of its own).
     """

@@ -37,8 +37,8 @@ from prometheus_client import CollectorRegistry
 from tensorflow.core.example import example_pb2, feature_pb2
 
 from devserver.testing import DevServer, running_devserver
-from gateway.app import create_app
-from gateway.config import Settings
+from gateway.config.settings import Settings
+from gateway.web.app import create_app
 
 Client: TypeAlias = TestClient[Any, Any]
 AiohttpClient: TypeAlias = Callable[..., Awaitable[Client]]

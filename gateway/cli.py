@@ -1,4 +1,4 @@
-"""``tfs-gateway``: argv -> ``Settings`` -> ``gateway.web.app.run``.
+"""``tfs-gateway``: argv -> ``Settings`` -> ``gateway.process.run``.
 
 Flags override the config file and ``TFS_GATEWAY__*`` variables. Exit status 2 means the command
 line or the configuration is invalid; config errors name the bad key's path.
@@ -15,7 +15,7 @@ from typing import Any, get_args
 import yaml
 
 from gateway import __version__
-from gateway.config.settings import ConfigError, LogLevel, Settings, load_settings
+from gateway.config import ConfigError, LogLevel, Settings, load_settings
 
 EXIT_USAGE = 2  # argparse's own status, shared by config errors: both mean "fix how you started me"
 
@@ -97,5 +97,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _runner() -> Callable[[Settings, Callable[[], Settings]], int]:
     # Imported only now: config errors and --check-config must not need (or pay for) the web stack.
-    run: Callable[[Settings, Callable[[], Settings]], int] = importlib.import_module("gateway.web.app").run
+    run: Callable[[Settings, Callable[[], Settings]], int] = importlib.import_module("gateway.process").run
     return run

@@ -572,7 +572,7 @@ DEPLOYMENTS: dict[str, dict[str, Any]] = {
 
 def build_app(settings_mapping: Mapping[str, Any], registry: CollectorRegistry | None = None) -> web.Application:
     """The gateway app for a settings mapping (imported late: the gateway may still be landing)."""
-    from gateway.config.settings import Settings
+    from gateway.config import Settings
     from gateway.web.app import create_app
 
     app: web.Application = create_app(

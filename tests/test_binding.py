@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config.settings import Settings
+from gateway.config import Settings
 from gateway.errors import InvalidArgument, NotFound
 from gateway.routing.binding import bind, client_timeout
 from gateway.routing.routes import Target

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from gateway.cli import main
-from gateway.config.settings import Settings
+from gateway.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""gateway.config.settings: defaults, every validation rule (by the bad key's path), sources, secrets."""
+"""gateway.config.schema: defaults, every validation rule (by the bad key's path), sources, secrets."""
 
 import dataclasses
 from collections.abc import Mapping
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.config.settings import (
+from gateway.config import (
     AuthPolicy,
     BatchingSettings,
     ConfigError,

@@ -136,7 +136,7 @@ def resolve_port(port: int | str, c: dict[str, Any]) -> int:
     return int(next(p["containerPort"] for p in c["ports"] if p.get("name") == port))
 
 
-# --- gateway config (YAML parsed directly, never gateway.config.settings) ----------------------------
+# --- gateway config (YAML parsed directly, never gateway.config.schema) ----------------------------
 
 
 def configmap_entry(key: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config.settings import Settings
+from gateway.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = sorted((REPO / "docs").glob("*.md"))

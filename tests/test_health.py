@@ -15,7 +15,7 @@ from harness import merge
 from prometheus_client import CollectorRegistry
 
 from gateway.backend.readiness import HEALTH
-from gateway.config.settings import Settings
+from gateway.config import Settings
 from gateway.process import serve as lifecycle
 from gateway.web.app import create_app
 

@@ -10,9 +10,9 @@ from gateway.ops import memtrim
 async def test_trims_once_after_the_last_large_request() -> None:
     calls: list[int] = []
     trimmer = memtrim.Trimmer(lambda: calls.append(1))
-    assert not trimmer.enter(memtrim.LARGE_BODY_BYTES - 1)  # small bodies are not counted
-    assert trimmer.enter(memtrim.LARGE_BODY_BYTES)
-    assert trimmer.enter(10 * memtrim.LARGE_BODY_BYTES)
+    assert not trimmer.enter(memtrim.TRIM_AFTER_BYTES - 1)  # small bodies are not counted
+    assert trimmer.enter(memtrim.TRIM_AFTER_BYTES)
+    assert trimmer.enter(10 * memtrim.TRIM_AFTER_BYTES)
     trimmer.leave()
     await asyncio.sleep(memtrim.DELAY_SECONDS * 3)
     assert calls == []  # one large request still in flight
@@ -24,9 +24,9 @@ async def test_trims_once_after_the_last_large_request() -> None:
 async def test_a_new_large_request_within_the_delay_postpones_the_trim() -> None:
     calls: list[int] = []
     trimmer = memtrim.Trimmer(lambda: calls.append(1))
-    trimmer.enter(memtrim.LARGE_BODY_BYTES)
+    trimmer.enter(memtrim.TRIM_AFTER_BYTES)
     trimmer.leave()
-    trimmer.enter(memtrim.LARGE_BODY_BYTES)  # arrives before the timer fires
+    trimmer.enter(memtrim.TRIM_AFTER_BYTES)  # arrives before the timer fires
     await asyncio.sleep(memtrim.DELAY_SECONDS * 3)
     assert calls == []
     trimmer.leave()

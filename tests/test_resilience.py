@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from gateway.backend.resilience import CircuitBreaker, ConcurrencyLimiter, RetryBudget, backoff_seconds
-from gateway.config.settings import CircuitBreakerSettings, RetrySettings
+from gateway.config import CircuitBreakerSettings, RetrySettings
 from gateway.errors import CircuitOpen, Overloaded
 
 

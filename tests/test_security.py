@@ -227,7 +227,7 @@ async def test_gzip_responses(make_gateway_client: MakeGatewayClient) -> None:
 
 
 async def test_serves_https(tmp_path: Path, fake_backend: FakeModelServer) -> None:
-    from gateway.config.settings import Settings
+    from gateway.config import Settings
     from gateway.config.tls import server_ssl_context
 
     cert, key = make_cert(tmp_path, "server")

@@ -28,7 +28,7 @@ from gateway_process import REPO, GatewayProcess, gateway_config
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.config.settings import ConfigError, ServerSettings, load_settings
+from gateway.config import ConfigError, ServerSettings, load_settings
 from gateway.ops.metrics import Metrics
 from gateway.process.watchdog import EX_SOFTWARE, Watchdog, stop_signals, watching
 

@@ -34,17 +34,18 @@ from gateway._pb.tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
-    model_pb2,
     predict_pb2,
     regression_pb2,
 )
 from gateway.backend.resilience import CircuitBreaker, ConcurrencyLimiter, RetryBudget, backoff_seconds
-from gateway.config.settings import BackendSettings, HealthCheckSettings
+from gateway.codec import messages
+from gateway.config import BackendSettings, HealthCheckSettings
 from gateway.config.tls import BackendPems, backend_pems
 from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, BadGateway, CircuitOpen
 from gateway.ops.metrics import Metrics
 
 R = TypeVar("R", bound=Message)
+Request = Message | bytes  # a message, or one already serialised (large tensors are written once)
 
 log = logging.getLogger("tfs_gateway")
 
@@ -471,7 +472,7 @@ class Prober:
         if self.settings.model is None:
             await channel.channel.channel_ready()
             return True
-        request = get_model_status_pb2.GetModelStatusRequest(model_spec=model_pb2.ModelSpec(name=self.settings.model))
+        request = messages.status_request(messages.model_spec(self.settings.model))
         try:
             await channel.calls[STATUS.path](request.SerializeToString(), timeout=self.settings.timeout_seconds)
         except grpc.aio.AioRpcError:

@@ -1,8 +1,7 @@
-"""Liveness (``/healthz``) and readiness (``/readyz``), fed by one probe task per backend.
+"""Readiness: one probe task per backend, and what ``/readyz`` reports (``gateway/web/pages.py``).
 
-``/healthz`` answers 200 while the process serves. ``/readyz`` answers 200 only when the
-gateway is not draining and every backend's latest probe passed; otherwise 503 with every
-check and, for each failed one, why::
+``/readyz`` answers 200 only when the gateway is not draining and every backend's latest probe
+passed; otherwise 503 with every check and, for each failed one, why::
 
     {"status": "not ready",
      "checks": {"draining": {"ok": true},
@@ -20,18 +19,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import orjson
-from aiohttp import web
-
-from gateway._pb.tensorflow_serving.apis import get_model_status_pb2, model_pb2
+from gateway._pb.tensorflow_serving.apis import get_model_status_pb2
 from gateway.backend.client import STATUS, Backend
-from gateway.config.settings import Settings
+from gateway.codec import messages
+from gateway.config import Settings
 from gateway.errors import BackendError, GatewayError
-from gateway.pipeline.services import Services
-from gateway.web.keys import SERVICES
+from gateway.ops.metrics import Metrics
 
 log = logging.getLogger("tfs_gateway.health")
 
@@ -59,11 +55,8 @@ class ModelCheck:
     name: str
     version: int | None = None
 
-    def spec(self) -> model_pb2.ModelSpec:
-        spec = model_pb2.ModelSpec(name=self.name)
-        if self.version is not None:
-            spec.version.value = self.version
-        return spec
+    def spec(self) -> messages.ModelSpec:
+        return messages.model_spec(self.name, self.version)
 
 
 def models_to_check(settings: Settings, backend: str) -> tuple[ModelCheck, ...]:
@@ -85,9 +78,10 @@ def judge_status(check: ModelCheck, reply: get_model_status_pb2.GetModelStatusRe
 
 
 async def probe_model(backend: Backend, check: ModelCheck, timeout: float) -> Check:
-    request = get_model_status_pb2.GetModelStatusRequest(model_spec=check.spec())
     try:
-        reply = await backend.call(STATUS, request, timeout=timeout, metadata={"x-request-id": "readiness-probe"})
+        reply = await backend.call(
+            STATUS, messages.status_request(check.spec()), timeout=timeout, metadata={"x-request-id": "readiness-probe"}
+        )
     except GatewayError as exc:  # overload and open circuits too: readiness must say why
         code = exc.grpc_code_name if isinstance(exc, BackendError) else exc.reason
         return Check(False, f"model {check.name}: {code}: {exc}")
@@ -126,29 +120,29 @@ class Health:
             return {"draining": draining, "backends": NO_PROBES}
         return {"draining": draining, **{f"backend:{name}": check for name, check in self.backends.items()}}
 
-    def watch(self, services: Services) -> None:
-        """Probe ``services``' backends from now on (after a reload, the new generation's)."""
+    def watch(self, backends: Mapping[str, Backend], settings: Settings, metrics: Metrics) -> None:
+        """Probe ``backends`` from now on (after a reload, the new generation's)."""
         self._cancel()
-        self.backends = {name: NOT_PROBED for name in services.backends}
-        services.metrics.set_backends(services.backends)
+        self.backends = {name: NOT_PROBED for name in backends}
+        metrics.set_backends(backends)
         self._tasks = [
-            asyncio.create_task(self._probe_forever(services, name), name=f"tfs-gateway probe {name}")
-            for name in services.backends
+            asyncio.create_task(self._probe_forever(backend, settings, metrics), name=f"tfs-gateway probe {name}")
+            for name, backend in backends.items()
         ]
 
-    async def _probe_forever(self, services: Services, name: str) -> None:
-        settings = services.settings.backend(name).health_check
-        models = models_to_check(services.settings, name)
+    async def _probe_forever(self, backend: Backend, settings: Settings, metrics: Metrics) -> None:
+        check = settings.backend(backend.name).health_check
+        models = models_to_check(settings, backend.name)
         while True:
-            result = await probe(services.backends[name], models, settings.timeout_seconds)
-            self._record(services, name, result)
-            await asyncio.sleep(settings.interval_seconds)
+            result = await probe(backend, models, check.timeout_seconds)
+            self._record(backend.name, result, metrics)
+            await asyncio.sleep(check.interval_seconds)
 
-    def _record(self, services: Services, name: str, result: Check) -> None:
+    def _record(self, name: str, result: Check, metrics: Metrics) -> None:
         if result != self.backends.get(name):
             log.log(logging.INFO if result.ok else logging.WARNING, "backend %s: %s", name, result.reason or "up")
         self.backends[name] = result
-        services.metrics.backend_up.labels(name).set(1 if result.ok else 0)
+        metrics.backend_up.labels(name).set(1 if result.ok else 0)
 
     def _cancel(self) -> None:
         for task in self._tasks:
@@ -160,31 +154,3 @@ class Health:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-
-
-HEALTH = web.AppKey("tfs_gateway_health", Health)
-
-
-async def probes_ctx(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: probe from startup on; runs after the services are built, stops before they close."""
-    app[HEALTH].watch(app[SERVICES].current)
-    yield
-    await app[HEALTH].stop()
-
-
-def _json(document: Mapping[str, object], status: int) -> web.Response:
-    return web.Response(body=orjson.dumps(document), status=status, content_type="application/json")
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return _json({"status": "ok"}, 200)
-
-
-async def readyz(request: web.Request) -> web.Response:
-    checks = request.app[HEALTH].checks()
-    ready = all(check.ok for check in checks.values())
-    document = {
-        "status": "ready" if ready else "not ready",
-        "checks": {name: check.to_json() for name, check in checks.items()},
-    }
-    return _json(document, 200 if ready else 503)

@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 
-from gateway.config.settings import CircuitBreakerSettings, RetrySettings
+from gateway.config import CircuitBreakerSettings, RetrySettings
 from gateway.errors import BackendTimeout, CircuitOpen, Overloaded
 
 Clock = Callable[[], float]

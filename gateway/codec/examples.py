@@ -27,14 +27,13 @@ import orjson
 
 from gateway._pb.tensorflow.core.example import example_pb2, feature_pb2
 from gateway._pb.tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
-from gateway.codec.jsonio import debug_string
+from gateway.codec.jsonio import debug_string, non_finite_token
 from gateway.codec.predict import b64decode, is_b64, json_type
 from gateway.errors import InvalidArgument
 
 Kind = Literal["bytes", "float", "int64"]
 _INT64_MAX = 2**63 - 1
 _UINT64_MAX = 2**64 - 1
-_NON_FINITE = {"nan": b"NaN", "inf": b"Infinity", "-inf": b"-Infinity"}
 
 
 def decode_input(doc: Mapping[str, Any]) -> input_pb2.Input:
@@ -125,4 +124,4 @@ def _float32(value: float) -> orjson.Fragment:
     single = np.float32(value)
     if np.isfinite(single):
         return orjson.Fragment(orjson.dumps(single, option=orjson.OPT_SERIALIZE_NUMPY))
-    return orjson.Fragment(_NON_FINITE[str(float(single))])
+    return orjson.Fragment(non_finite_token(float(single)))

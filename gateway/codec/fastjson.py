@@ -31,7 +31,6 @@ import orjson
 from gateway.codec import jsonio
 from gateway.ops import gctune
 
-_BOM = b"\xef\xbb\xbf"
 _NUMBER_AND_SPACE = b"0123456789.eE+- \t\r\n"
 _BRACKETS_TO_SPACES = bytes.maketrans(b"[]", b"  ")
 # A JSON string the placeholder document holds where the array was; it is verified to
@@ -74,8 +73,7 @@ def parse_predict(body: bytes, *, max_depth: int) -> dict[str, Any] | None:
     """The request document with its big array as a :class:`NumericJson`, or None."""
     if len(body) < gctune.LARGE_BODY_BYTES:
         return None
-    if body.startswith(_BOM):
-        body = body[len(_BOM) :]
+    body = jsonio.strip_bom(body)
     start, end = body.find(b"["), body.rfind(b"]")
     if start < 0 or end < start or len(body) - (end - start) > gctune.LARGE_BODY_BYTES:
         return None

@@ -37,7 +37,9 @@ from gateway.ops import gctune
 
 _KEY_END = re.compile(rb'"[ \t\r\n]*:')
 _BOM = b"\xef\xbb\xbf"
-_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+# The non-finite tokens TF Serving reads and writes, both ways.
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_NON_FINITE_TOKENS = (b"NaN", b"Infinity", b"-Infinity")
 # A \uD800-\uDFFF escape: the only way a surrogate can get into a decoded str (raw UTF-8 cannot
 # encode one, and invalid UTF-8 is refused before decoding). A match only means "look closer".
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -55,8 +57,7 @@ class _NumberTooBig(ValueError):
 
 def parse_object(body: bytes, *, max_depth: int) -> dict[str, Any]:
     """Parse a request body whose root must be a JSON object."""
-    if body.startswith(_BOM):
-        body = body[len(_BOM) :]
+    body = strip_bom(body)
     if not body.strip():
         raise InvalidArgument("JSON Parse error: The document is empty")
     value = parse_fast(body, max_depth)
@@ -65,6 +66,16 @@ def parse_object(body: bytes, *, max_depth: int) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidArgument(f"JSON Value: {debug_string(value)} Is not object")
     return value
+
+
+def strip_bom(body: bytes) -> bytes:
+    """The body without a UTF-8 byte order mark, which JSON parsers refuse and some clients send."""
+    return body[len(_BOM) :] if body.startswith(_BOM) else body
+
+
+def non_finite_token(value: float) -> bytes:
+    """``NaN``, ``Infinity`` or ``-Infinity`` for a non-finite float, as TF Serving writes them."""
+    return _NON_FINITE_TOKENS[0 if value != value else (1 if value > 0 else 2)]
 
 
 def parse_fast(body: bytes, max_depth: int) -> Any | None:
@@ -142,7 +153,7 @@ def _parse_exact(body: bytes, max_depth: int) -> Any:
         raise InvalidArgument(f"JSON Parse error: Invalid UTF-8 at offset: {exc.start}") from None
     decoder = json.JSONDecoder(
         object_pairs_hook=_unique_object,
-        parse_constant=_NON_FINITE.__getitem__,
+        parse_constant=NON_FINITE.__getitem__,
         parse_float=_finite_float,
         parse_int=_integer,
     )

@@ -24,9 +24,8 @@ from google.protobuf.message import DecodeError, Message
 
 from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
 from gateway._pb.tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
+from gateway.codec.messages import SIGNATURE_DEF_FIELD
 from gateway.errors import BadGateway
-
-SIGNATURE_DEF_FIELD = "signature_def"
 
 
 def _to_dict(message: Message, *, proto_names: bool) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from gateway._pb.tensorflow.core.framework import tensor_pb2
 from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
 from gateway._pb.tensorflow_serving.apis import predict_pb2
 from gateway.codec.fastjson import NumericJson
-from gateway.codec.jsonio import debug_string
+from gateway.codec.jsonio import debug_string, non_finite_token
 from gateway.codec.tensors import SUPPORTED, DType, dtype_name, from_proto, to_proto
 from gateway.errors import GatewayError, InvalidArgument, Unimplemented
 
@@ -524,15 +524,8 @@ def tensor_json(array: npt.NDArray[Any], alias: str) -> orjson.Fragment:
 
 def _scalar_json(value: np.generic) -> bytes:
     if isinstance(value, np.floating) and not np.isfinite(value):
-        return _NON_FINITE_TOKEN[_token_index(float(value))]
+        return non_finite_token(float(value))
     return orjson.dumps(value, option=_NUMPY_OPTS)
-
-
-_NON_FINITE_TOKEN = (b"NaN", b"Infinity", b"-Infinity")
-
-
-def _token_index(value: float) -> int:
-    return 0 if value != value else (1 if value > 0 else 2)
 
 
 def _restore_non_finite(text: bytes, non_finite: npt.NDArray[Any]) -> bytes:
@@ -541,7 +534,7 @@ def _restore_non_finite(text: bytes, non_finite: npt.NDArray[Any]) -> bytes:
     parts = text.split(b"null")
     out = [parts[0]]
     for value, rest in zip(non_finite.tolist(), parts[1:], strict=True):
-        out.append(_NON_FINITE_TOKEN[_token_index(value)])
+        out.append(non_finite_token(value))
         out.append(rest)
     return b"".join(out)
 

@@ -11,7 +11,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.config.settings import BackendTLS, ConfigError, ServerTLS
+from gateway.config.schema import BackendTLS, ConfigError, ServerTLS
 
 
 @dataclass(frozen=True, slots=True)

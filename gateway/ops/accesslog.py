@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 import orjson
 
-from gateway.config.settings import ServerSettings
+from gateway.config import ServerSettings
 
 ACCESS_LOGGER = "tfs_gateway.access"
 access_log = logging.getLogger(ACCESS_LOGGER)

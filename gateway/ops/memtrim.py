@@ -17,7 +17,7 @@ import ctypes.util
 from collections.abc import Callable
 
 # Bodies at least this large make enough garbage to be worth a trim.
-LARGE_BODY_BYTES = 1 << 20
+TRIM_AFTER_BYTES = 1 << 20
 # Wait this long after the last large request, so its response has been written and freed.
 DELAY_SECONDS = 0.05
 
@@ -44,7 +44,7 @@ class Trimmer:
         self.trims = 0
 
     def enter(self, body_bytes: int) -> bool:
-        if self._trim is None or body_bytes < LARGE_BODY_BYTES:
+        if self._trim is None or body_bytes < TRIM_AFTER_BYTES:
             return False
         self._in_flight += 1
         return True

@@ -15,34 +15,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
-from gateway._pb.tensorflow_serving.apis import model_pb2
-from gateway.backend.client import PREDICT
-from gateway.codec import predict as codec
-from gateway.codec import wire
+from gateway.codec import messages, wire
 from gateway.codec.predict import Tensor
-from gateway.config.settings import BatchingSettings
+from gateway.config import BatchingSettings
 from gateway.errors import GatewayError
-
-if TYPE_CHECKING:
-    from gateway.pipeline.services import RequestInfo, Services
-    from gateway.routing.binding import Binding
 
 Arrays = dict[str, npt.NDArray[Any]]
 Call = Callable[[bytes], Awaitable[Arrays]]
-
-
-def batch_major(infos: Mapping[str, meta_graph_pb2.TensorInfo]) -> bool:
-    """Every tensor has a known rank and a dim 0 of unknown size (-1): a batch dimension."""
-    return bool(infos) and all(
-        not info.tensor_shape.unknown_rank and info.tensor_shape.dim and info.tensor_shape.dim[0].size == -1
-        for info in infos.values()
-    )
 
 
 def rows_of(tensors: Mapping[str, Tensor]) -> int | None:
@@ -56,17 +40,16 @@ def rows_of(tensors: Mapping[str, Tensor]) -> int | None:
 class BatchKey:
     """What must match for two requests to share a Predict."""
 
-    backend: str
-    model: str
-    version: int | None
-    label: str | None
+    servable: tuple[str, str, int | None, str | None]  # backend, model, version, label
     signature: str
     inputs: tuple[tuple[str, int, tuple[int, ...]], ...]  # alias, dtype, shape without dim 0
 
 
-def batch_key(binding: Binding, signature: str, tensors: Mapping[str, Tensor]) -> BatchKey:
+def batch_key(
+    servable: tuple[str, str, int | None, str | None], signature: str, tensors: Mapping[str, Tensor]
+) -> BatchKey:
     inputs = tuple((alias, t.dtype.enum, t.shape[1:]) for alias, t in sorted(tensors.items()))
-    return BatchKey(binding.backend, binding.model, binding.version, binding.label, signature, inputs)
+    return BatchKey(servable, signature, inputs)
 
 
 @dataclass(slots=True)
@@ -79,7 +62,7 @@ class _Member:
 @dataclass(slots=True)
 class _Batch:
     call: Call
-    spec: model_pb2.ModelSpec
+    spec: messages.ModelSpec
     observe: Callable[[int], None]
     members: list[_Member] = field(default_factory=list)
     rows: int = 0
@@ -176,36 +159,24 @@ def _settle(members: list[_Member], parts: list[Arrays] | None) -> None:
 
 
 async def predict(
-    services: Services,
-    binding: Binding,
-    sig: meta_graph_pb2.SignatureDef,
-    spec: model_pb2.ModelSpec,
+    batcher: Batcher,
+    settings: BatchingSettings,
+    key: BatchKey,
+    sig: messages.SignatureDef,
+    spec: messages.ModelSpec,
     tensors: Mapping[str, Tensor],
-    info: RequestInfo,
+    call: Call,
+    observe: Callable[[int], None],
 ) -> Arrays:
-    """The outputs of one validated predict: through a batch when the route allows it."""
-    settings = binding.settings.batching
-    if not settings.enabled:
-        payload = wire.predict_request(spec, tensors)
-        return codec.output_arrays(await services.call(binding, PREDICT, payload, info))
+    """The outputs of one validated predict: through a batch when ``settings`` and ``sig`` allow it.
 
-    async def call(payload: bytes) -> Arrays:
-        return codec.output_arrays(await services.call(binding, PREDICT, payload, info))
-
-    rows = rows_of(tensors)
-    if rows is not None and rows < settings.max_batch_size and _batchable(sig):
-
-        def start() -> _Batch:
-            label = services.metrics.model_label(binding.name)
-            return _Batch(call, spec, services.metrics.batch_size.labels(label).observe)
-
-        key = batch_key(binding, spec.signature_name, tensors)
-        outputs = await services.batcher.submit(key, settings, tensors, rows, start)
-        if outputs is not None:
-            info.grpc_code = "OK"
-            return outputs
+    ``call`` sends a serialised PredictRequest and decodes the reply; ``observe`` records the size
+    of each merged batch.
+    """
+    if settings.enabled:
+        rows = rows_of(tensors)
+        if rows is not None and rows < settings.max_batch_size and messages.batchable(sig):
+            outputs = await batcher.submit(key, settings, tensors, rows, lambda: _Batch(call, spec, observe))
+            if outputs is not None:
+                return outputs
     return await call(wire.predict_request(spec, tensors))
-
-
-def _batchable(sig: meta_graph_pb2.SignatureDef) -> bool:
-    return batch_major(sig.inputs) and batch_major(sig.outputs)

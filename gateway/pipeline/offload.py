@@ -24,12 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from gateway.errors import GatewayError
+from gateway.ops.gctune import LARGE_BODY_BYTES
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# Below this many bytes of input the work is at most a few milliseconds: cheaper to do inline.
-OFF_LOOP_BYTES = 64 << 10
 # Two threads: one would serialise large requests behind each other; more buy nothing under
 # the GIL, except where numpy or zlib release it, and two cores is the common pod size.
 WORKERS = 2
@@ -48,7 +47,7 @@ async def run(size: int, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwarg
     """``fn(*args, **kwargs)``: inline when ``size`` (the bytes it works on) is small, else on a
     worker thread. Exceptions propagate unchanged either way. A cancelled caller stops waiting;
     the thread finishes its (bounded) work and its result is dropped."""
-    if size < OFF_LOOP_BYTES:
+    if size < LARGE_BODY_BYTES:
         return fn(*args, **kwargs)
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_executor(), _detaching, functools.partial(fn, *args, **kwargs))

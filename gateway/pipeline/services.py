@@ -12,23 +12,20 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-from google.protobuf.message import Message
-
-from gateway._pb.tensorflow_serving.apis import get_model_metadata_pb2
-from gateway.backend.client import METADATA, Backend, Rpc
+from gateway.backend.client import METADATA, Backend, R, Request, Rpc
+from gateway.codec import messages
 from gateway.codec import meta as codec_meta
 from gateway.codec import predict as codec
-from gateway.config.settings import Settings
+from gateway.codec.messages import Signatures
+from gateway.config import Settings
 from gateway.errors import BackendError
 from gateway.ops.metrics import Metrics
 from gateway.pipeline.batching import Batcher
-from gateway.pipeline.signatures import CacheKey, SignatureCache, Signatures
+from gateway.pipeline.signatures import CacheKey, SignatureCache
 from gateway.routing.auth import Authenticator
 from gateway.routing.binding import Binding
-
-R = TypeVar("R", bound=Message)
 
 
 @dataclass(slots=True)
@@ -64,7 +61,7 @@ class Services:
         # Built with the settings it serves, so a reload brings its own policies.
         self.authenticator = Authenticator(self.settings)
 
-    async def call(self, binding: Binding, rpc: Rpc[R], request: Message | bytes, info: RequestInfo) -> R:
+    async def call(self, binding: Binding, rpc: Rpc[R], request: Request, info: RequestInfo) -> R:
         backend = self.backends[binding.backend]
         metadata = {"x-request-id": info.request_id}
         try:
@@ -77,11 +74,8 @@ class Services:
         info.grpc_code = "OK"
         return reply
 
-    async def metadata(self, binding: Binding, info: RequestInfo) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        request = get_model_metadata_pb2.GetModelMetadataRequest(
-            model_spec=binding.model_spec(), metadata_field=[codec_meta.SIGNATURE_DEF_FIELD]
-        )
-        return await self.call(binding, METADATA, request, info)
+    async def metadata(self, binding: Binding, info: RequestInfo) -> messages.MetadataReply:
+        return await self.call(binding, METADATA, messages.metadata_request(binding.model_spec()), info)
 
     async def signatures(self, binding: Binding, info: RequestInfo) -> Signatures:
         key = CacheKey(binding.backend, binding.model, binding.version, binding.label)

@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
+from gateway.codec.messages import Signatures
 from gateway.ops.metrics import Metrics
 
-Signatures = Mapping[str, meta_graph_pb2.SignatureDef]
 Fetch = Callable[[], Awaitable[Signatures]]
 
 

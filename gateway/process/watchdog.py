@@ -44,7 +44,7 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from gateway.config.settings import ServerSettings
+from gateway.config import ServerSettings
 from gateway.ops.metrics import Metrics
 from gateway.pipeline.services import RequestInfo
 

@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from gateway.config.settings import AuthPolicy, Settings
+from gateway.config import AuthPolicy, Secret, Settings
 from gateway.errors import Forbidden, Unauthorized
 from gateway.routing import routes
 
 API_KEY_HEADER = "X-API-Key"
 _HEALTH: frozenset[str] = frozenset({"healthz", "readyz"})
 # Compared against when a user name is unknown, so timing does not reveal which names exist.
-_DUMMY = b"\x00" * 32
+_DUMMY = Secret("none", "unknown user", "\x00" * 32)  # compared against when the user is unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +73,6 @@ def _basic(value: str) -> Credentials:
     return Credentials(user=user, password=password)
 
 
-def _equal(secret: str, candidate: str) -> bool:
-    return hmac.compare_digest(secret.encode(), candidate.encode())
-
-
 def accepts(policy: AuthPolicy, creds: Credentials) -> bool:
     """Whether ``policy`` lets these credentials in."""
     if policy.type == "none":
@@ -86,7 +81,7 @@ def accepts(policy: AuthPolicy, creds: Credentials) -> bool:
     if policy.type in ("basic", "any") and creds.user is not None and creds.password is not None:
         secret = policy.basic_users.get(creds.user)
         # Always compare, even for an unknown user, so the answer takes the same time.
-        matched = _equal(secret.value if secret else _DUMMY.decode(), creds.password)
+        matched = (secret or _DUMMY).matches(creds.password)
         ok = matched and secret is not None
     if policy.type in ("api_key", "any") and creds.api_key is not None:
         ok = _any_key(policy, creds.api_key) or ok
@@ -97,7 +92,7 @@ def _any_key(policy: AuthPolicy, candidate: str) -> bool:
     # No short-circuit: the time taken must not say which key (if any) matched.
     matched = False
     for key in policy.api_keys:
-        matched = _equal(key.value, candidate) | matched
+        matched = key.matches(candidate) | matched
     return matched
 
 

@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from gateway._pb.tensorflow_serving.apis import model_pb2
-from gateway.config.settings import DeploymentSettings, ModelSettings, Settings
+from gateway.codec import messages
+from gateway.config import DeploymentSettings, ModelSettings, Settings
 from gateway.errors import InvalidArgument, NotFound
 from gateway.routing.routes import Target
 
@@ -34,13 +34,13 @@ class Binding:
     def pinned(self, version: int) -> Binding:
         return replace(self, version=version, label=None)
 
-    def model_spec(self, signature_name: str = "") -> model_pb2.ModelSpec:
-        spec = model_pb2.ModelSpec(name=self.model, signature_name=signature_name)
-        if self.version is not None:
-            spec.version.value = self.version
-        elif self.label is not None:
-            spec.version_label = self.label
-        return spec
+    def model_spec(self, signature_name: str = "") -> messages.ModelSpec:
+        return messages.model_spec(self.model, self.version, self.label, signature_name)
+
+    @property
+    def servable(self) -> tuple[str, str, int | None, str | None]:
+        """(backend, model, version, label): what the backend call addresses."""
+        return self.backend, self.model, self.version, self.label
 
 
 def bind(settings: Settings, target: Target, client_seconds: float | None = None) -> Binding:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.config.settings import CorsSettings
+from gateway.config import CorsSettings
 from gateway.errors import Forbidden
 
 

@@ -30,7 +30,6 @@ from aiohttp import http_exceptions, web
 from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestPayloadError
 
-from gateway.backend.readiness import HEALTH
 from gateway.errors import (
     GatewayError,
     HttpError,
@@ -44,7 +43,8 @@ from gateway.ops import accesslog, memtrim
 from gateway.pipeline.services import RequestInfo, Services
 from gateway.web import body, compression, cors
 from gateway.web.cors import Cors
-from gateway.web.keys import INFO, PINNED, SERVICES
+from gateway.web.keys import HEALTH, INFO, PINNED, SERVICES
+from gateway.web.responses import json_response
 
 log = logging.getLogger("tfs_gateway")
 
@@ -140,8 +140,7 @@ def _from_http_exception(exc: web.HTTPException) -> GatewayError:
 def error_response(exc: GatewayError, request: web.Request) -> web.Response:
     info = request.get(INFO)
     request_id = info.request_id if info is not None else None
-    response = web.Response(body=render_error(exc, request_id), status=exc.http_status, content_type="application/json")
-    response.headers.update(exc.headers)
+    response = json_response(render_error(exc, request_id), exc.http_status, exc.headers)
     if info is not None:
         info.extra["reason"] = exc.reason
     return response

@@ -1,15 +1,50 @@
-"""The metrics page, on the main port and optionally on its own (``server.metrics_port``).
+"""The gateway's own pages: ``/healthz``, ``/readyz`` and the metrics page.
 
-A separate port lets a NetworkPolicy expose metrics to Prometheus only; that app serves the
+``/healthz`` answers 200 while the process serves. ``/readyz`` reports the readiness checks
+(``gateway/backend/readiness.py``): 200 when all pass, else 503 with each check and why.
+
+Metrics are served on the main port and optionally on their own (``server.metrics_port``). A
+separate port lets a NetworkPolicy expose metrics to Prometheus only; that app serves the
 configured metrics paths and nothing else (404 elsewhere), and records no request metrics.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
+
+import orjson
 from aiohttp import web
 
 from gateway.ops.metrics import Metrics, exposition
-from gateway.web.keys import SERVICES
+from gateway.web.keys import HEALTH, SERVICES
+from gateway.web.responses import json_response
+
+
+async def probes_ctx(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: probe from startup on; runs after the services are built, stops before they close."""
+    services = app[SERVICES].current
+    app[HEALTH].watch(services.backends, services.settings, services.metrics)
+    yield
+    await app[HEALTH].stop()
+
+
+def _json(document: Mapping[str, object], status: int) -> web.Response:
+    return json_response(orjson.dumps(document), status)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"}, 200)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks = request.app[HEALTH].checks()
+    ready = all(check.ok for check in checks.values())
+    document = {
+        "status": "ready" if ready else "not ready",
+        "checks": {name: check.to_json() for name, check in checks.items()},
+    }
+    return _json(document, 200 if ready else 503)
+
 
 _METRICS = web.AppKey("tfs_gateway_metrics_only", Metrics)
 

@@ -1,70 +1,78 @@
-"""Thin request handlers: target -> binding -> body -> signature -> codec -> backend -> codec -> response."""
+"""TF Serving's REST API (v1) as a front over the transport-free verbs.
+
+Each handler reads the body, parses what needs no signature (the JSON document, the
+``signature_name``, tf.Examples), calls its verb in ``gateway.pipeline.verbs`` and writes the
+verb's result as TF Serving's JSON. Everything else (signatures, conversion with the
+signature's dtypes, batching, the backend call) happens in the verb.
+
+Parsing and conversion run inside ``body.decoding()`` (decoder failures are 400s) and, for
+bodies of ``LARGE_BODY_BYTES`` or more, on a decode thread (``pipeline.offload``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
-from gateway._pb.tensorflow.core.protobuf.meta_graph_pb2 import SignatureDef
-from gateway._pb.tensorflow_serving.apis import (
-    classification_pb2,
-    get_model_status_pb2,
-    input_pb2,
-    regression_pb2,
-)
-from gateway.backend.client import CLASSIFY, REGRESS, STATUS
 from gateway.codec import examples as codec_examples
-from gateway.codec import fastjson, jsonio
+from gateway.codec import fastjson, jsonio, messages
 from gateway.codec import meta as codec_meta
 from gateway.codec import predict as codec
-from gateway.pipeline import batching, offload
+from gateway.pipeline import offload, verbs
 from gateway.pipeline.services import RequestInfo, Services
 from gateway.routing.binding import Binding
 from gateway.web import body as request_body
-
-JSON = "application/json"
+from gateway.web.responses import json_response
 
 Handler = Callable[[web.Request, Services, Binding, RequestInfo], Awaitable[web.Response]]
 
 
-def json_response(body: bytes, status: int = 200) -> web.Response:
-    return web.Response(body=body, status=status, content_type=JSON)
-
-
-async def read_body(request: web.Request, timeout: float | None = None) -> bytes:
-    """The whole body, inflated by ``gateway.web.body`` and capped at ``client_max_size``, raw and inflated.
-
-    ``timeout`` bounds a slow client (aiohttp has no body read timeout of its own).
-    """
+async def read_body(request: web.Request, services: Services) -> bytes:
+    """The whole body, inflated and capped (``gateway.web.body``); a slow client gets a 408."""
+    timeout = services.settings.server.client_read_timeout_seconds
     return await request_body.read_body(request, limit=request.client_max_size, timeout=timeout)
 
 
 async def status(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
-    if binding.label is not None:
-        # ModelServer's status API ignores labels; resolve the label to its version first.
-        resolved = await services.metadata(binding, info)
-        binding = binding.pinned(resolved.model_spec.version.value)
-    request_msg = get_model_status_pb2.GetModelStatusRequest(model_spec=binding.model_spec())
-    return json_response(codec_meta.encode_status(await services.call(binding, STATUS, request_msg, info)))
+    return json_response(codec_meta.encode_status(await verbs.status(services, binding, info)))
 
 
 async def metadata(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
-    return json_response(codec_meta.encode_metadata(await services.metadata(binding, info)))
+    return json_response(codec_meta.encode_metadata(await verbs.metadata(services, binding, info)))
 
 
 async def predict(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
-    raw = await read_body(request, services.settings.server.client_read_timeout_seconds)
-    size = len(raw)
-    parsed = await offload.run(size, _parse_predict, raw, services.settings.server.max_json_depth)
-    sig_name = codec.signature_name(parsed.doc)
-    sig = codec.find_signature(await services.signatures(binding, info), sig_name)
-    fmt, tensors = await offload.run(size, _decode_inputs, parsed, sig, sig_name, services.limits)
-    outputs = await batching.predict(services, binding, sig, binding.model_spec(sig_name), tensors, info)
-    out_size = sum(array.nbytes for array in outputs.values())
-    return json_response(await offload.run(out_size, codec.encode_outputs, outputs, fmt))
+    raw = await read_body(request, services)
+    parsed = await offload.run(len(raw), _parse_predict, raw, services.settings.server.max_json_depth)
+    decode = partial(_tensors, parsed, services.limits)
+    outputs = await verbs.predict(services, binding, info, parsed.signature_name, decode, len(raw))
+    size = sum(array.nbytes for array in outputs.values())
+    return json_response(await offload.run(size, codec.encode_outputs, outputs, parsed.fmt))
+
+
+async def classify(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
+    name, examples = await _examples(request, services)
+    reply = await verbs.classify(services, binding, info, name, examples)
+    return json_response(codec_examples.encode_classify_response(reply))
+
+
+async def regress(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
+    name, examples = await _examples(request, services)
+    reply = await verbs.regress(services, binding, info, name, examples)
+    return json_response(codec_examples.encode_regress_response(reply))
+
+
+API: dict[str, Handler] = {
+    "status": status,
+    "metadata": metadata,
+    "predict": predict,
+    "classify": classify,
+    "regress": regress,
+}
 
 
 @dataclass(slots=True)
@@ -76,7 +84,9 @@ class _Parsed:
     """
 
     doc: dict[str, Any]
+    signature_name: str
     bools: bool  # whether it may hold true/false, which the numeric fast path excludes
+    fmt: codec.Format = field(default="row")  # set by the conversion
 
 
 def _parse_predict(raw: bytes, max_depth: int) -> _Parsed:
@@ -84,55 +94,27 @@ def _parse_predict(raw: bytes, max_depth: int) -> _Parsed:
         # Large all-number bodies skip the nested lists; the exact path decides everything else.
         fast = fastjson.parse_predict(raw, max_depth=max_depth)
         if fast is not None:
-            return _Parsed(fast, False)
-        return _Parsed(jsonio.parse_object(raw, max_depth=max_depth), codec.bools_possible(raw))
+            return _Parsed(fast, codec.signature_name(fast), False)
+        doc = jsonio.parse_object(raw, max_depth=max_depth)
+        return _Parsed(doc, codec.signature_name(doc), codec.bools_possible(raw))
 
 
-def _decode_inputs(
-    parsed: _Parsed, sig: SignatureDef, sig_name: str, limits: codec.Limits
-) -> tuple[codec.Format, dict[str, codec.Tensor]]:
+def _tensors(parsed: _Parsed, limits: codec.Limits, sig: messages.SignatureDef) -> dict[str, codec.Tensor]:
     doc, parsed.doc = parsed.doc, {}
     with request_body.decoding():
-        return codec.decode_predict_inputs(doc, sig, sig_name, limits, bools_possible=parsed.bools)
+        parsed.fmt, tensors = codec.decode_predict_inputs(
+            doc, sig, parsed.signature_name, limits, bools_possible=parsed.bools
+        )
+    return tensors
 
 
-async def classify(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
-    grpc_request = classification_pb2.ClassificationRequest()
-    await _examples_request(request, services, binding, grpc_request)
-    reply = await services.call(binding, CLASSIFY, grpc_request, info)
-    return json_response(codec_examples.encode_classify_response(reply))
+async def _examples(request: web.Request, services: Services) -> tuple[str, messages.Examples]:
+    raw = await read_body(request, services)
+    return await offload.run(len(raw), _parse_examples, raw, services.settings.server.max_json_depth)
 
 
-async def regress(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
-    grpc_request = regression_pb2.RegressionRequest()
-    await _examples_request(request, services, binding, grpc_request)
-    reply = await services.call(binding, REGRESS, grpc_request, info)
-    return json_response(codec_examples.encode_regress_response(reply))
-
-
-async def _examples_request(
-    request: web.Request,
-    services: Services,
-    binding: Binding,
-    grpc_request: classification_pb2.ClassificationRequest | regression_pb2.RegressionRequest,
-) -> None:
-    """Fill a Classification/RegressionRequest (same fields) from the body: spec 6.1."""
-    raw = await read_body(request, services.settings.server.client_read_timeout_seconds)
-    sig_name, examples = await offload.run(len(raw), _parse_examples, raw, services.settings.server.max_json_depth)
-    grpc_request.model_spec.CopyFrom(binding.model_spec(sig_name))
-    grpc_request.input.CopyFrom(examples)
-
-
-def _parse_examples(raw: bytes, max_depth: int) -> tuple[str, input_pb2.Input]:
+def _parse_examples(raw: bytes, max_depth: int) -> tuple[str, messages.Examples]:
+    """The signature name and the tf.Examples of a classify or regress body (spec 6.1)."""
     with request_body.decoding():
         doc = jsonio.parse_object(raw, max_depth=max_depth)
         return codec.signature_name(doc), codec_examples.decode_input(doc)
-
-
-API: dict[str, Handler] = {
-    "status": status,
-    "metadata": metadata,
-    "predict": predict,
-    "classify": classify,
-    "regress": regress,
-}

@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry
 from tensorflow.core.example import example_pb2, feature_pb2
 
 from devserver.testing import DevServer, running_devserver
-from gateway.config.settings import Settings
+from gateway.config import Settings
 from gateway.web.app import create_app
 
 Client: TypeAlias = TestClient[Any, Any]

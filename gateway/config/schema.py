@@ -1,4 +1,7 @@
-"""The gateway's configuration: YAML file + environment + CLI overrides -> frozen ``Settings``.
+"""The configuration's schema: frozen sections with their defaults and rules, built and validated once.
+
+``gateway/config/sources.py`` gathers the data (YAML file, environment, CLI overrides) that
+``Settings.from_mapping`` validates here. What follows describes the whole configuration.
 
 Sources, lowest precedence first (each deep-merges mappings over the one before):
   1. the dataclass defaults below (``Settings()``; ``config.yaml`` documents every one),
@@ -32,8 +35,6 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-import yaml
-
 __all__ = [
     "ENV_PREFIX",
     "AuthPolicy",
@@ -56,9 +57,7 @@ __all__ = [
     "Settings",
     "SignatureCacheSettings",
     "TimeoutSettings",
-    "env_overrides",
-    "load_settings",
-    "read_yaml",
+    "top_level",
 ]
 
 ENV_PREFIX = "TFS_GATEWAY__"
@@ -439,98 +438,12 @@ class Settings(_Section):
         return refs
 
 
-def load_settings(
-    path: Path | None,
-    *,
-    env: Mapping[str, str] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-) -> Settings:
-    """Defaults <- YAML file at ``path`` <- ``TFS_GATEWAY__*`` variables in ``env`` <- ``overrides``."""
-    env = os.environ if env is None else env
-    data = read_yaml(path) if path is not None else {}
-    data = _deep_merge(data, env_overrides(env))
-    data = _deep_merge(data, overrides or {})
-    return Settings.from_mapping(data, env=env)
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """The file's top-level mapping; YAML errors (duplicate keys included) become ConfigErrors."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), f"cannot read the config file: {exc}") from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(where, str(exc.problem)) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), str(exc)) from None
-    return _top_level(data, str(path))
-
-
-def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
-    """``TFS_GATEWAY__SERVER__PORT=9000`` -> ``{"server": {"port": 9000}}``."""
-    tree: dict[str, Any] = {}
-    for name in sorted(env):
-        if name.startswith(ENV_PREFIX):
-            keys = name[len(ENV_PREFIX) :].lower().split("__")
-            tree = _deep_merge(tree, _nest(keys, _env_value(name, keys, env[name])))
-    return tree
-
-
-def _env_value(name: str, keys: list[str], text: str) -> Any:
-    if not all(keys):
-        raise ConfigError(name, "empty key level in environment variable name")
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    # Scalars and lists only: a colon in a plain value (the IPv6 host "::") must stay a string.
-    return text if isinstance(value, dict) else value
-
-
-def _nest(keys: list[str], value: Any) -> dict[str, Any]:
-    for key in reversed(keys):
-        value = {key: value}
-    nested: dict[str, Any] = value
-    return nested
-
-
-def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in top.items():
-        below = merged.get(key)
-        both = isinstance(below, Mapping) and isinstance(value, Mapping)
-        merged[key] = _deep_merge(below, value) if both else value  # type: ignore[arg-type]
-    return merged
-
-
-def _top_level(data: object, where: str) -> dict[str, Any]:
+def top_level(data: object, where: str) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, Mapping):
         raise ConfigError(where, f"the top level must be a mapping, got {type(data).__name__}")
     return dict(data)
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys, which PyYAML would silently resolve to the last one."""
-
-
-def _construct_unique_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    mapping = loader.construct_mapping(node, deep=True)
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return mapping
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 
 class _Builder:
@@ -540,7 +453,7 @@ class _Builder:
         self.env = env
 
     def settings(self, data: Mapping[str, Any]) -> Settings:
-        raw = _top_level(data, "(top level)")
+        raw = top_level(data, "(top level)")
         # models and deployments inherit from the other sections, so they are built last.
         late = {key: raw.pop(key, None) for key in ("models", "deployments")}
         draft = replace(Settings(), **self.fields(Settings, raw, "", Settings()))

@@ -1,0 +1,80 @@
+"""The transport-free verbs: one function per verb, called by every protocol front.
+
+A front turns its request into a :class:`~gateway.routing.binding.Binding` (which backend,
+model, version or label, deadline), a :class:`~gateway.pipeline.services.RequestInfo` (for
+metrics and the access log) and whatever it can decode without the model's signature. A verb
+then does everything that does not depend on the wire format, in this order::
+
+    signature lookup (cached)  ->  inputs converted to tensors (off the loop when large)
+        ->  micro-batching  ->  backend call (deadline, retries, breaker)  ->  reply decoded
+
+and returns plain results: output arrays for predict, reply messages for the others, which
+the front encodes in its own format. Verbs raise only ``GatewayError``s.
+
+The conversion step is the front's, passed in as ``decode``: REST v1 turns JSON into tensors
+with the signature's dtypes, other fronts bring their own typed tensors. ``size`` (the bytes
+``decode`` works on) decides whether it runs on the loop or on a decode thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy.typing as npt
+
+from gateway.backend.client import CLASSIFY, PREDICT, REGRESS, STATUS
+from gateway.codec import messages
+from gateway.codec import predict as codec
+from gateway.codec.predict import Tensor
+from gateway.pipeline import batching, offload
+from gateway.pipeline.services import RequestInfo, Services
+from gateway.routing.binding import Binding
+
+Outputs = dict[str, npt.NDArray[Any]]
+Decode = Callable[[messages.SignatureDef], Mapping[str, Tensor]]
+
+
+async def predict(
+    services: Services, binding: Binding, info: RequestInfo, signature_name: str, decode: Decode, size: int
+) -> Outputs:
+    """Output arrays by alias, sorted; ``signature_name`` "" means the default signature."""
+    sig = codec.find_signature(await services.signatures(binding, info), signature_name)
+    tensors = await offload.run(size, decode, sig)
+    spec = binding.model_spec(signature_name)
+
+    async def call(payload: bytes) -> Outputs:
+        return codec.output_arrays(await services.call(binding, PREDICT, payload, info))
+
+    key = batching.batch_key(binding.servable, signature_name, tensors)
+    observe = services.metrics.batch_size.labels(services.metrics.model_label(binding.name)).observe
+    outputs = await batching.predict(
+        services.batcher, binding.settings.batching, key, sig, spec, tensors, call, observe
+    )
+    info.grpc_code = info.grpc_code or "OK"  # a batch member's call was made on another's behalf
+    return outputs
+
+
+async def classify(
+    services: Services, binding: Binding, info: RequestInfo, signature_name: str, examples: messages.Examples
+) -> messages.ClassifyReply:
+    request = messages.classify_request(binding.model_spec(signature_name), examples)
+    return await services.call(binding, CLASSIFY, request, info)
+
+
+async def regress(
+    services: Services, binding: Binding, info: RequestInfo, signature_name: str, examples: messages.Examples
+) -> messages.RegressReply:
+    request = messages.regress_request(binding.model_spec(signature_name), examples)
+    return await services.call(binding, REGRESS, request, info)
+
+
+async def status(services: Services, binding: Binding, info: RequestInfo) -> messages.StatusReply:
+    """ModelServer's status API ignores labels, so a label is first resolved to its version."""
+    if binding.label is not None:
+        binding = binding.pinned(messages.resolved_version(await services.metadata(binding, info)))
+    return await services.call(binding, STATUS, messages.status_request(binding.model_spec()), info)
+
+
+async def metadata(services: Services, binding: Binding, info: RequestInfo) -> messages.MetadataReply:
+    return await services.metadata(binding, info)

@@ -1,0 +1,47 @@
+"""Dispatch: URL -> target -> auth -> binding -> the front's handler, or one of the gateway's pages.
+
+Auth is checked here, on the target the URL resolved to, so that an encoded path cannot reach
+a route under another route's policy.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.config import Settings
+from gateway.errors import GatewayError
+from gateway.routing import routes
+from gateway.routing.binding import bind, client_timeout
+from gateway.web import pages, rest_v1
+from gateway.web.middleware import request_info, request_services
+
+SPECIALS = web.AppKey("tfs_gateway_specials", dict)
+PAGES = {"healthz": pages.healthz, "readyz": pages.readyz, "metrics": pages.metrics_page}
+
+
+def special_paths(settings: Settings) -> dict[str, routes.Endpoint]:
+    """The gateway's own pages by path: health, readiness and the configured metrics paths."""
+    specials: dict[str, routes.Endpoint] = {"/healthz": "healthz", "/readyz": "readyz"}
+    if settings.metrics.enabled:
+        specials.update({path: "metrics" for path in settings.metrics.paths})
+    return specials
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    services = request_services(request)
+    info = request_info(request)
+    try:
+        target = routes.resolve(request.method, request.raw_path, request.app[SPECIALS])
+    except GatewayError:
+        services.authenticator.admit(None, request.headers)
+        raise
+    if isinstance(target, routes.Special):
+        info.route = target.endpoint
+        services.authenticator.admit(target, request.headers)
+        return await PAGES[target.endpoint](request)
+    info.route, info.verb = target.route, target.kind
+    services.authenticator.admit(target, request.headers)
+    with services.metrics.in_flight.labels(target.route).track_inprogress():
+        binding = bind(services.settings, target, client_timeout(request.headers))
+        info.bound(binding)
+        return await rest_v1.API[target.kind](request, services, binding, info)

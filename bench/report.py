@@ -167,8 +167,8 @@ def _targets_table(run: Run) -> Iterator[str]:
     yield "|---|---:|---|---|"
     for t in targets(run):
         measured = "-" if t.value is None else f"{t.value:.{_digits(t.value)}f} {t.unit}"
-        if t.spread is not None and t.spread.n > 1:
-            d = _digits(t.spread.median)
+        if t.value is not None and t.spread is not None and t.spread.n > 1:
+            d = _digits(t.value)
             measured += f" ({t.spread.low:.{d}f}-{t.spread.high:.{d}f})"
         yield f"| {t.name} | {measured} | {t.limit_text} | {t.verdict} |"
 

@@ -254,11 +254,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hostile", description=__doc__)
     parser.add_argument("--write", action="store_true", help="write bench/HOSTILE.md from this run")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="tfs-hostile-") as name, run.backend(Path(name)) as target:
+    with tempfile.TemporaryDirectory(prefix="tfs-hostile-") as name, run.backend(Path(name), None) as (target, _):
         tmp = Path(name)
         port = run.free_port()
-        config = run.gateway_config(tmp, target, port, workers=1)
-        with run.server("gateway", ["-m", "gateway", "--config", str(config)], port, tmp, "/healthz") as srv:
+        config = run.gateway_config(tmp, target, port)
+        with run.server("gateway", ["-m", "gateway", "--config", str(config)], port, tmp, "/healthz", None) as srv:
             rows = asyncio.run(measure(srv.url, srv.process.pid))
     text = table(rows) + "\n\n" + per_megabyte(rows)
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())

@@ -85,3 +85,49 @@ def settle(pid: int, *, quiet_seconds: float = 0.2, cap_seconds: float = 120.0) 
         if after - before <= 1 / TICK:
             return
         before = after
+
+
+def pin(pid: int, cores: set[int]) -> int:
+    """Pin every thread of one process to ``cores``; returns how many threads were pinned."""
+    pinned = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cores)
+            pinned += 1
+        except (OSError, ValueError):
+            continue  # the thread ended meanwhile
+    return pinned
+
+
+_tree = tree  # affinity() takes a keyword of the same name
+
+
+def pin_tree(pid: int, cores: set[int]) -> int:
+    return sum(pin(member, cores) for member in tree(pid))
+
+
+def affinity(pid: int, *, tree: bool = True) -> set[int]:
+    """The union of the CPUs every thread of the process (and, with ``tree``, its descendants) may run on."""
+    cpus: set[int] = set()
+    for member in _tree(pid) if tree else [pid]:
+        for task in Path(f"/proc/{member}/task").iterdir():
+            try:
+                cpus |= os.sched_getaffinity(int(task.name))
+            except (OSError, ValueError):
+                continue
+    return cpus
+
+
+def busy_seconds(cores: set[int]) -> float:
+    """Time the given CPUs spent running anything (user, nice, system, irq, softirq, steal)."""
+    total = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cores:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+            total += user + nice + system + irq + softirq + steal
+    return total / TICK
+
+
+def loadavg() -> list[float]:
+    return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]

@@ -1,23 +1,30 @@
-"""``python -m bench``: the whole comparison in one run, printed as a table and written to RESULTS.md.
+"""``python -m bench``: the whole comparison in interleaved rounds, written to RESULTS.md and RESULTS.json.
 
 Servers, all on loopback, all in front of one fast fake backend (bench/backend.py):
 
 * ``gateway``  - this project (``python -m gateway --config ...``);
+* ``gateway+batching`` - the same gateway process, through a deployment with micro-batching on;
 * ``floor``    - the transport floor (bench/floor.py): aiohttp + one grpc.aio call, no translation;
 * ``baseline`` - the hand-written TensorFlow proxy users would otherwise write (bench/baseline_proxy.py);
 * ``direct``   - a grpc.aio client straight to the backend, no HTTP at all.
 
-``--smoke`` runs every case for about a second at concurrency 1 and fails unless every
-server answered every case correctly. It checks correctness, never timings.
+For each case and concurrency every server is measured once per round, for ``--rounds`` rounds,
+and each round starts one server later than the last, so no server is always first or last.
+The server under test is pinned to one core; the load generator, the backend and this process
+to the other. ``--smoke`` checks that every server answers every case correctly, never timings.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import datetime
 import json
 import os
 import platform
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,15 +33,30 @@ import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import cases, procstat, report
 from bench.cases import Case
-from bench.load import Load, direct_grpc, have_wrk, http_load
+from bench.load import direct_grpc, have_wrk, http_load
+from bench.results import Block, Run, Sample
 
 ROOT = Path(__file__).resolve().parent.parent
-HTTP_SERVERS = ("gateway", "floor", "baseline")
+DEFAULTS = {"rounds": 5, "duration": 2.0, "concurrency": [1, 16, 64]}
+CPU_BOUND_MAX_CONCURRENCY = 16  # images at c=64 take minutes per round and no target reads them
+
+
+@dataclass(frozen=True, slots=True)
+class Pinning:
+    server: set[int]
+    load: set[int]
+
+    def describe(self) -> str:
+        return f"server under test on CPU {_cpus(self.server)}; wrk, backend and bench runner on CPU {_cpus(self.load)}"
+
+
+def _cpus(cores: set[int]) -> str:
+    return ",".join(str(c) for c in sorted(cores))
 
 
 @dataclass(slots=True)
@@ -47,22 +69,19 @@ class Server:
 
 
 @dataclass(frozen=True, slots=True)
-class Row:
-    case: str
-    concurrency: int
-    server: str
-    load: Load
-    cpu_ms: float | None  # server CPU per request
-    peak_rss_mb: float | None
+class Contestant:
+    """What one column of a round measures: a server (None for direct gRPC) and the request it gets."""
+
+    label: str
+    server: Server | None
+    case: Case
 
 
-@dataclass(slots=True)
-class Run:
-    rows: list[Row] = field(default_factory=list)
-    servers: dict[str, Server] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    workers: dict[str, float] = field(default_factory=dict)
+def plan_pinning() -> Pinning | None:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return Pinning(server={cpus[-1]}, load=set(cpus[:-1]))
 
 
 def free_port() -> int:
@@ -75,9 +94,15 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 
 
-def _spawn(args: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(args: Sequence[str], log: Path, cores: set[int] | None = None) -> subprocess.Popen[bytes]:
+    prefix = ["taskset", "-c", _cpus(cores)] if cores and shutil.which("taskset") else []
     with log.open("wb") as out:  # the child holds its own descriptor; ours closes here
-        return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [*prefix, sys.executable, *args], cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT
+        )
+    if cores and not prefix:
+        procstat.pin(process.pid, cores)
+    return process
 
 
 def _wait_http(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 120.0) -> float:
@@ -96,17 +121,17 @@ def _wait_http(process: subprocess.Popen[bytes], url: str, log: Path, timeout: f
 
 
 @contextmanager
-def backend(tmp: Path) -> Iterator[str]:
+def backend(tmp: Path, cores: set[int] | None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     log = tmp / "backend.log"
-    process = _spawn(["-m", "bench.backend", str(port)], log)
+    process = _spawn(["-m", "bench.backend", str(port)], log, cores)
     try:
         deadline = time.time() + 60
         while b"ready" not in log.read_bytes():
             if process.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"backend failed:\n{log.read_text()}")
             time.sleep(0.01)
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", process
     finally:
         _stop(process)
 
@@ -120,26 +145,30 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def gateway_config(tmp: Path, target: str, port: int, workers: int) -> Path:
+def gateway_config(tmp: Path, target: str, port: int) -> Path:
     config = {
-        "server": {"host": "127.0.0.1", "port": port, "workers": workers},
+        "server": {"host": "127.0.0.1", "port": port, "workers": 1},
         "backends": {"default": {"targets": [target]}},
         "deployments": {"small": {"model": "small", "batching": {"enabled": True}}},
     }
-    path = tmp / f"gateway-{workers}.json"
+    path = tmp / f"gateway-{port}.json"
     path.write_text(json.dumps(config))  # JSON is YAML
     return path
 
 
 @contextmanager
-def server(name: str, args: Sequence[str], port: int, tmp: Path, ready_path: str) -> Iterator[Server]:
+def server(
+    name: str, args: Sequence[str], port: int, tmp: Path, ready_path: str, cores: set[int] | None
+) -> Iterator[Server]:
     log = tmp / f"{name}.log"
     started = time.perf_counter()
-    process = _spawn(args, log)
+    process = _spawn(args, log, cores)
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_http(process, url + ready_path, log)
         srv = Server(name, process, url, time.perf_counter() - started)
+        if cores:
+            procstat.pin_tree(process.pid, cores)  # any worker or thread that escaped the prefix
         srv.idle_rss_mb = procstat.rss_mb(process.pid)
         yield srv
     finally:
@@ -171,137 +200,234 @@ def verify(run: Run, srv: Server, case: Case) -> bytes:
     return body
 
 
-def measure(run: Run, srv: Server, case: Case, concurrency: int, seconds: float, tmp: Path) -> None:
-    body_file = tmp / f"{case.name}.json"
-    body_file.write_bytes(case.body)
-    pid = srv.process.pid
-    procstat.settle(pid)
-    reset = procstat.reset_peak(pid)
-    cpu = procstat.cpu_seconds(pid)
-    load = http_load(srv.url + case.path, case, body_file, concurrency, case_seconds(case, concurrency, seconds))
-    cpu = procstat.cpu_seconds(pid) - cpu
-    cpu_ms = cpu / load.requests * 1e3 if load.requests else None
-    run.rows.append(Row(case.name, concurrency, srv.name, load, cpu_ms, procstat.peak_rss_mb(pid) if reset else None))
-    if load.errors:
-        run.failures.append(f"{srv.name} {case.name} c={concurrency}: {load.errors} errors under load")
-
-
 def case_seconds(case: Case, concurrency: int, seconds: float) -> float:
     """Long enough for a CPU-bound case to finish a few rounds of ``concurrency`` requests."""
     return max(seconds, 2 + concurrency * 0.1) if case.cpu_bound else seconds
 
 
-def measure_direct(run: Run, target: str, case: Case, concurrency: int, seconds: float) -> None:
-    run.rows.append(Row(case.name, concurrency, "direct", direct_grpc(target, case, concurrency, seconds), None, None))
+def measure(
+    who: Contestant, concurrency: int, seconds: float, tmp: Path, target: str, pinning: Pinning | None
+) -> tuple[Sample, int]:
+    """One load run; returns the sample (without its round and position) and the errors seen."""
+    case, srv = who.case, who.server
+    seconds = case_seconds(case, concurrency, seconds)
+    if srv is None:
+        load = direct_grpc(target, case, concurrency, seconds)
+        return Sample(case.name, concurrency, who.label, 0, 0, load.requests, load.seconds,
+                      load.p50_ms, load.p99_ms, load.errors, None, None, None), load.errors  # fmt: skip
+    body_file = tmp / f"{case.name}.json"
+    if not body_file.exists():
+        body_file.write_bytes(case.body)
+    pid = srv.process.pid
+    procstat.settle(pid)
+    reset = procstat.reset_peak(pid)
+    cores = pinning.server if pinning else set()
+    busy, cpu, wall = procstat.busy_seconds(cores), procstat.cpu_seconds(pid), time.perf_counter()
+    load = http_load(srv.url + case.path, case, body_file, concurrency, seconds)
+    cpu = procstat.cpu_seconds(pid) - cpu
+    foreign = None
+    if pinning:
+        foreign = max(0.0, procstat.busy_seconds(cores) - busy - cpu) / (time.perf_counter() - wall) * 100
+    sample = Sample(
+        case.name,
+        concurrency,
+        who.label,
+        0,
+        0,
+        load.requests,
+        load.seconds,
+        load.p50_ms,
+        load.p99_ms,
+        load.errors,
+        cpu / load.requests * 1e3 if load.requests else None,
+        procstat.peak_rss_mb(pid) if reset else None,
+        foreign,
+    )
+    return sample, load.errors
 
 
-def bench_server(
-    run: Run, srv: Server, selected: Sequence[Case], concurrencies: Sequence[int], seconds: float, tmp: Path
-) -> None:
-    for case in selected:
-        verify(run, srv, case)
-        for concurrency in concurrencies:
-            if srv.name == "baseline" and case.cpu_bound and concurrency > 1:
-                # ~0.5 s of CPU per request: one round at c=16 alone would take the whole budget.
-                continue
-            measure(run, srv, case, concurrency, seconds, tmp)
-            print(report.progress(run.rows[-1]), flush=True)
+def lineup(case: Case, concurrency: int, servers: dict[str, Server]) -> list[Contestant]:
+    out = [Contestant("gateway", servers["gateway"], case)]
+    if case.name == "small_predict":
+        out.append(Contestant("gateway+batching", servers["gateway"], cases.batched_case()))
+    out.append(Contestant("floor", servers["floor"], case))
+    # The baseline spends ~0.5 s of CPU per image: one round at c=16 alone would take the whole budget.
+    if "baseline" in servers and not (case.cpu_bound and concurrency > 1):
+        out.append(Contestant("baseline", servers["baseline"], case))
+    out.append(Contestant("direct", None, case))
+    return out
 
 
-def run_all(args: argparse.Namespace) -> Run:
-    run = Run()
+def rounds_of(run: Run, case: Case, concurrency: int, ctx: Context) -> None:
+    """``ctx.rounds`` interleaved rounds; round r starts r places further along the lineup."""
+    who = lineup(case, concurrency, ctx.servers)
+    load_before, started, orders = procstat.loadavg(), time.perf_counter(), []
+    for rnd in range(ctx.rounds):
+        shift = rnd % len(who)
+        order = who[shift:] + who[:shift]
+        orders.append([c.label for c in order])
+        for position, contestant in enumerate(order):
+            sample, errors = measure(contestant, concurrency, ctx.duration, ctx.tmp, ctx.target, ctx.pinning)
+            # gateway+batching sends another request for the same case: it is a column of this case.
+            sample = dataclasses.replace(sample, case=case.name, round=rnd, position=position)
+            run.samples.append(sample)
+            print(report.progress(sample), flush=True)
+            if errors:
+                run.failures.append(f"{contestant.label} {case.name} c={concurrency}: {errors} errors under load")
+    run.blocks.append(
+        Block(case.name, concurrency, orders, load_before, procstat.loadavg(), time.perf_counter() - started)
+    )
+
+
+@dataclass(slots=True)
+class Context:
+    tmp: Path
+    target: str
+    pinning: Pinning | None
+    rounds: int
+    duration: float
+    servers: dict[str, Server]
+
+
+def gateway(ctx: Context) -> contextlib.AbstractContextManager[Server]:
+    port = free_port()
+    args = ["-m", "gateway", "--config", str(gateway_config(ctx.tmp, ctx.target, port))]
+    return server("gateway", args, port, ctx.tmp, "/readyz", ctx.pinning.server if ctx.pinning else None)
+
+
+def start_gateway(stack: ExitStack, run: Run, ctx: Context, starts: int) -> Server:
+    """Start the gateway ``starts`` times (startup and idle RSS are per start); keep the last one."""
+    for _ in range(starts - 1):
+        with gateway(ctx) as srv:
+            _record_start(run, srv)
+    srv = stack.enter_context(gateway(ctx))
+    _record_start(run, srv)
+    return srv
+
+
+def _record_start(run: Run, srv: Server) -> None:
+    run.startup_s.setdefault(srv.name, []).append(srv.startup_seconds)
+    run.idle_rss_mb.setdefault(srv.name, []).append(srv.idle_rss_mb)
+
+
+def run_all(args: argparse.Namespace, run: Run) -> None:
     selected = [c for c in cases.all_cases() if not args.cases or c.name in args.cases]
+    pinning = plan_pinning()
+    if pinning:
+        procstat.pin(os.getpid(), pinning.load)  # wrk and the backend inherit it
+    run.meta["pinning"] = pinning.describe() if pinning else "not pinned (fewer than 2 CPUs available)"
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
-        target = stack.enter_context(backend(tmp))
-        for case in selected:
-            for concurrency in args.concurrency:
-                measure_direct(run, target, case, concurrency, args.duration)
-        gw_port = free_port()
-        gw = stack.enter_context(
-            server(
-                "gateway",
-                ["-m", "gateway", "--config", str(gateway_config(tmp, target, gw_port, 1))],
-                gw_port,
-                tmp,
-                "/readyz",
-            )
-        )
-        run.servers["gateway"] = gw
+        target, backend_process = stack.enter_context(backend(tmp, pinning.load if pinning else None))
+        ctx = Context(tmp, target, pinning, args.rounds, args.duration, {})
+        server_cores = pinning.server if pinning else None
+        gw = ctx.servers["gateway"] = start_gateway(stack, run, ctx, 1 if args.smoke else args.rounds)
         replies = tmp / "replies"
         replies.mkdir()
         for case in cases.all_cases():
             (replies / case.name).write_bytes(verify(run, gw, case))
-        bench_server(run, gw, selected, args.concurrency, args.duration, tmp)
-        batched = cases.batched_case()
-        bench_server(run, gw, [batched], args.concurrency, args.duration, tmp)
+        verify(run, gw, cases.batched_case())
         fl_port = free_port()
-        with server(
-            "floor", ["-m", "bench.floor", str(fl_port), target, str(replies)], fl_port, tmp, "/v1/models/small"
-        ) as fl:
-            run.servers["floor"] = fl
-            bench_server(run, fl, selected, args.concurrency, args.duration, tmp)
+        floor_args = ["-m", "bench.floor", str(fl_port), target, str(replies)]
+        fl = stack.enter_context(server("floor", floor_args, fl_port, tmp, "/v1/models/small", server_cores))
+        ctx.servers["floor"] = fl
         if not args.no_baseline:
             bl_port = free_port()
-            with server(
-                "baseline", ["-m", "bench.baseline_proxy", str(bl_port), target], bl_port, tmp, "/v1/models/small"
-            ) as bl:
-                run.servers["baseline"] = bl
-                bench_server(run, bl, selected, args.concurrency, args.duration, tmp)
-        if not args.smoke:
-            gw.process.terminate()
-            gw.process.wait(10)
-            scaling(run, tmp, target, args.duration)
-    return run
+            bl_args = ["-m", "bench.baseline_proxy", str(bl_port), target]
+            bl = stack.enter_context(server("baseline", bl_args, bl_port, tmp, "/v1/models/small", server_cores))
+            ctx.servers["baseline"] = bl
+        for srv in ctx.servers.values():
+            if srv.name != "gateway":
+                _record_start(run, srv)
+            for case in selected:
+                verify(run, srv, case)
+        run.meta["affinity"] = {
+            **{name: _cpus(procstat.affinity(srv.process.pid)) for name, srv in ctx.servers.items()},
+            "backend": _cpus(procstat.affinity(backend_process.pid)),
+            "bench runner": _cpus(procstat.affinity(os.getpid(), tree=False)),
+        }
+        for case in selected:
+            for concurrency in args.concurrency:
+                if case.cpu_bound and concurrency > CPU_BOUND_MAX_CONCURRENCY and not args.smoke:
+                    continue
+                rounds_of(run, case, concurrency, ctx)
+    if not args.smoke and not args.no_stages:
+        stages(run, pinning)
 
 
-def scaling(run: Run, tmp: Path, target: str, seconds: float) -> None:
-    """Throughput of one worker vs two on a CPU-bound case, each gateway alone on the machine."""
-    case = cases.by_name("batch_64x100")
-    for workers in (1, 2):
-        port = free_port()
-        args = ["-m", "gateway", "--config", str(gateway_config(tmp, target, port, workers))]
-        with server(f"gateway-w{workers}", args, port, tmp, "/readyz") as srv:
-            verify(run, srv, case)
-            time.sleep(0.5)  # let every worker finish starting
-            processes = len(procstat.tree(srv.process.pid))
-            measure(run, srv, case, 16, seconds, tmp)
-            run.workers[f"w{workers}"] = run.rows[-1].load.rps
-            run.workers[f"w{workers}_processes"] = processes
-            print(report.progress(run.rows[-1]), flush=True)
+def stages(run: Run, pinning: Pinning | None) -> None:
+    """The per-stage micro-benchmark, in its own process on the server's core."""
+    prefix = ["taskset", "-c", _cpus(pinning.server)] if pinning and shutil.which("taskset") else []
+    command = [*prefix, sys.executable, "-m", "bench.stages", "--json"]
+    done = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        run.meta["stages_error"] = done.stderr.strip().splitlines()[-1:] or ["exit " + str(done.returncode)]
+        return
+    run.stages = json.loads(done.stdout)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per case and concurrency (default 3)")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--cases", nargs="+", help="only these cases (default: all)")
+    parser.add_argument("--rounds", type=int, default=DEFAULTS["rounds"], help="interleaved rounds (default 5)")
+    parser.add_argument(
+        "--duration", type=float, default=DEFAULTS["duration"], help="seconds per sample (default 2; wrk rounds it)"
+    )
+    parser.add_argument("--concurrency", type=int, nargs="+", default=DEFAULTS["concurrency"])
+    parser.add_argument("--cases", nargs="+", choices=[c.name for c in cases.all_cases()], help="default: all")
     parser.add_argument("--no-baseline", action="store_true", help="skip the TensorFlow baseline proxy")
-    parser.add_argument("--smoke", action="store_true", help="~1 s per case at concurrency 1; correctness only")
+    parser.add_argument("--no-stages", action="store_true", help="skip the per-stage micro-benchmark")
+    parser.add_argument("--smoke", action="store_true", help="one 1 s round per case at c=1; correctness only")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument("--from-json", type=Path, help="re-render RESULTS.md from a RESULTS.json; measure nothing")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.duration, args.concurrency = 1.0, [1]
+        args.duration, args.concurrency, args.rounds = 1.0, [1], 1
     return args
 
 
-def _loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+def _git_revision() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "gateway"], cwd=ROOT, capture_output=True)
+    except OSError:
+        return "unknown"
+    return head.stdout.strip() + (" (gateway/ has uncommitted changes)" if dirty.stdout.strip() else "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    json_path = args.output.with_suffix(".json")
+    if args.from_json:
+        run = Run.from_json(args.from_json)
+        args.output.write_text(report.render(run))
+        print(f"wrote {args.output} from {args.from_json}")
+        return 0
+    run = Run()
+    run.meta.update(
+        command=("python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])).strip(),
+        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        machine=report.machine(platform.platform()),
+        revision=_git_revision(),
+        load_generator="wrk, 1 thread" if have_wrk() else "Python aiohttp client (wrk not installed)",
+        rounds=args.rounds,
+        duration=args.duration,
+        concurrency=args.concurrency,
+        cases=args.cases or [c.name for c in cases.all_cases()],
+        all_cases=[c.name for c in cases.all_cases()],
+        defaults=DEFAULTS,
+        baseline=not args.no_baseline,
+        cpu_bound_max_concurrency=CPU_BOUND_MAX_CONCURRENCY,
+        smoke=args.smoke,
+        load_before=procstat.loadavg(),
+    )
     started = time.perf_counter()
-    load_before = _loadavg()
-    run = run_all(args)
-    # Other work on the machine moves every figure; say how busy it was.
-    run.notes.append(f"load average (1/5/15 min) before the run: {load_before}; after: {_loadavg()}")
-    elapsed = time.perf_counter() - started
-    command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
-    text = report.render(run, command.strip(), elapsed, have_wrk(), platform.platform())
+    run_all(args, run)
+    run.meta.update(load_after=procstat.loadavg(), elapsed_s=time.perf_counter() - started)
+    text = report.render(run)
     print(text)
     if not args.smoke:
         args.output.write_text(text)
+        json_path.write_text(run.to_json())
     for failure in run.failures:
         print("FAILED:", failure, file=sys.stderr)
     print(f"bench: {'FAILED' if run.failures else 'ok'}; every case answered correctly: {not run.failures}")

@@ -22,7 +22,7 @@ HEALTH_BOUND_BODY_BYTES = 8 * hostile.MB + 512 * 1024  # the corpus's "8 MB" arr
 
 @pytest.fixture(scope="module")
 def backend_target(tmp_path_factory: pytest.TempPathFactory) -> object:
-    with run.backend(tmp_path_factory.mktemp("hostile-backend")) as target:
+    with run.backend(tmp_path_factory.mktemp("hostile-backend"), None) as (target, _):
         yield target
 
 

@@ -131,20 +131,21 @@ def stages(target: str) -> list[Stage]:
     from gateway.codec import meta as codec_meta
     from gateway.codec import predict as codec
     from gateway.codec import wire
-    from gateway.config.settings import Settings
+    from gateway.config import Settings
     from gateway.ops import accesslog
     from gateway.ops.metrics import Metrics
     from gateway.pipeline.services import RequestInfo
     from gateway.routing import routes
     from gateway.routing.binding import bind, client_timeout
     from gateway.web import app as gateway_app
-    from gateway.web import middleware, rest_v1
+    from gateway.web import dispatch, middleware, rest_v1
+    from gateway.web.responses import json_response
 
     config = {"backends": {"default": {"targets": [target]}}, "server": {"access_log": False}}
     settings = Settings.from_mapping(config, env={})
     metrics = Metrics(CollectorRegistry(), gateway_app.known_models(settings), settings.backends)
     services = gateway_app.build_services(settings, metrics)
-    specials = gateway_app.special_paths(settings)
+    specials = dispatch.special_paths(settings)
     loop = asyncio.get_running_loop()
     headers = {"Content-Type": "application/json", "Content-Length": str(len(BODY))}
 
@@ -169,9 +170,9 @@ def stages(target: str) -> list[Stage]:
 
     def json_to_tensors() -> Any:
         parsed = rest_v1._parse_predict(BODY, depth)
-        sig_name = codec.signature_name(parsed.doc)
-        sig = codec.find_signature(sigs, sig_name)
-        return sig_name, rest_v1._decode_inputs(parsed, sig, sig_name, limits)
+        sig = codec.find_signature(sigs, parsed.signature_name)
+        tensors = rest_v1._tensors(parsed, limits, sig)
+        return parsed.signature_name, (parsed.fmt, tensors)
 
     sig_name, (fmt, tensors) = json_to_tensors()
 
@@ -200,7 +201,7 @@ def stages(target: str) -> list[Stage]:
     outputs = reply_decoding()
 
     def json_writing() -> web.Response:
-        return rest_v1.json_response(codec.encode_outputs(outputs, fmt))
+        return json_response(codec.encode_outputs(outputs, fmt))
 
     response = json_writing()
     request = make_mocked_request("POST", PATH, headers=headers)
@@ -276,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     out = sys.stdout
     with backend() as target, contextlib.redirect_stdout(io.StringIO()):
         # The access log writes to stdout; its lines must not reach our output.
-        from gateway.config.settings import ServerSettings
+        from gateway.config import ServerSettings
         from gateway.ops import accesslog
 
         accesslog.configure_logging(ServerSettings())

@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import grpc
 import orjson
 
-# grpc.StatusCode -> HTTP status, as TF Serving's http_server.cc maps them (spec 7.2).
+# grpc.StatusCode -> HTTP status, as TF Serving's http_server.cc maps them (spec §7.2).
 # tests/test_errors.py checks that every StatusCode is here.
 GRPC_TO_HTTP: Mapping[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,

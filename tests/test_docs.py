@@ -43,3 +43,24 @@ def test_the_checks_see_the_bounds_doc() -> None:
     text = (REPO / "docs" / "input-bounds.md").read_text()
     assert "gateway/codec/fastjson.py" in _PATH.findall(text)
     assert "server.max_json_depth" in _KEY.findall(text)
+
+
+_SPEC = REPO / "docs" / "spec" / "tfserving-rest.md"
+_SECTION_REF = re.compile(r"\bspec §(\d+(?:\.\d+)?)")
+
+
+def _spec_sections() -> set[str]:
+    return set(re.findall(r"^#{2,3} (\d+(?:\.\d+)?)[. ]", _SPEC.read_text(), re.M))
+
+
+def test_every_spec_reference_in_the_code_names_a_section_of_the_spec() -> None:
+    sections = _spec_sections()
+    assert {"4.1", "7.2", "9"} <= sections, "the spec's headings were not found"
+    refs = {
+        (str(path.relative_to(REPO)), ref)
+        for path in (REPO / "gateway").rglob("*.py")
+        if "_pb" not in path.parts
+        for ref in _SECTION_REF.findall(path.read_text())
+    }
+    assert len(refs) >= 10, "the references were not found: has their form changed?"
+    assert sorted((where, ref) for where, ref in refs if ref not in sections) == []

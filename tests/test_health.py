@@ -14,7 +14,7 @@ from fake_backend import Delay, FakeModelServer
 from harness import merge
 from prometheus_client import CollectorRegistry
 
-from gateway.backend.readiness import HEALTH
+from gateway.web.keys import HEALTH
 from gateway.config import Settings
 from gateway.process import serve as lifecycle
 from gateway.web.app import create_app

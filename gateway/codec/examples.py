@@ -1,6 +1,6 @@
 """Classify and regress: REST JSON <-> tf.Example requests and their results. Pure.
 
-Request (spec 6.1)::
+Request (spec §6.1)::
 
     {"signature_name": "s",                      # optional
      "context": {"<feature>": <v> | [<v>, ...]}, # optional, shared by every example
@@ -11,7 +11,7 @@ Request (spec 6.1)::
 
 The first element of a feature fixes its kind; ints and decimals never mix.
 
-Response (spec 6.2)::
+Response (spec §6.2)::
 
     classify: {"results": [[["<label>", <score>], ...], ...]}   # one list per example
     regress:  {"results": [<value>, ...]}

@@ -1,11 +1,11 @@
 """Model status and metadata: protobuf responses -> TF Serving's JSON. Pure.
 
-Status (spec 8)::
+Status (spec §8)::
 
     {"model_version_status": [{"version": "2", "state": "AVAILABLE",
                                "status": {"error_code": "OK", "error_message": ""}}]}
 
-Metadata (spec 9)::
+Metadata (spec §9)::
 
     {"model_spec": {"name": "m", "version": "2", "signature_name": ""},
      "metadata": {"signature_def": {"signature_def": {"<key>": <SignatureDef>}}}}

@@ -1,6 +1,6 @@
 """Predict: REST JSON <-> PredictRequest / PredictResponse. Pure: no aiohttp, no grpc.
 
-Request shapes (spec 4)::
+Request shapes (spec §4)::
 
     {"signature_name": "s",                       # optional
      "instances": [<value>, ...]}                 # row: one item per batch row, or
@@ -9,7 +9,7 @@ Request shapes (spec 4)::
 
     <value> := number | string | true | false | {"b64": "<base64>"} | [<value>, ...]
 
-Response shapes (spec 5)::
+Response shapes (spec §5)::
 
     {"predictions": [<row>, ...]}                 # row request, one output
     {"predictions": [{"y": <row>, "z": ...}, ...]}# row request, several outputs
@@ -85,7 +85,7 @@ class Tensor:
 
 
 def signature_name(doc: Mapping[str, Any]) -> str:
-    """The requested signature ("" means default); checked before the signature lookup (spec 4.1)."""
+    """The requested signature ("" means default); checked before the signature lookup (spec §4.1)."""
     name = doc.get("signature_name", "")
     if not isinstance(name, str):
         raise InvalidArgument(
@@ -122,7 +122,7 @@ def decode_predict_inputs(
     *,
     bools_possible: bool = True,
 ) -> tuple[Format, dict[str, Tensor]]:
-    """JSON body -> validated input tensors keyed by alias (spec 4.1 steps 4-7)."""
+    """JSON body -> validated input tensors keyed by alias (spec §4.1 steps 4-7)."""
     if not sig.inputs:
         raise InvalidArgument(f"Failed to get input map for signature: {sig_name or 'DEFAULT'}")
     fmt = request_format(doc)
@@ -466,7 +466,7 @@ def b64decode(text: str, alias: str = "", index: int = 0) -> bytes:
 
 
 def encode_predict_response(response: predict_pb2.PredictResponse, fmt: Format) -> bytes:
-    """PredictResponse -> the REST body (spec 5). Output aliases are written sorted."""
+    """PredictResponse -> the REST body (spec §5). Output aliases are written sorted."""
     return encode_outputs(output_arrays(response), fmt)
 
 

@@ -48,7 +48,7 @@ def _int(enum: int, name: str, np_type: type[np.generic], field: str) -> DType:
     return DType(enum, name, np.dtype(np_type), field, int(info.min), int(info.max))
 
 
-# Every dtype the REST API can convert (spec 4.5, 5.2). Others are UNIMPLEMENTED.
+# Every dtype the REST API can convert (spec §4.5, §5.2). Others are UNIMPLEMENTED.
 SUPPORTED: dict[int, DType] = {
     d.enum: d
     for d in (

@@ -1,7 +1,7 @@
 """The URL grammar: a raw request path -> a ``Target``. Pure; no aiohttp.
 
 TF Serving matches its regexes case-insensitively on the raw, still %-encoded path and
-decodes name and label afterwards with plain ``%XX`` unescaping (spec 2.1-2.2). The
+decodes name and label afterwards with plain ``%XX`` unescaping (spec §2.1-§2.2). The
 verb and ``metadata`` are then compared case-sensitively, so ``:PREDICT`` is malformed
 and ``/METADATA`` is served as status. We reproduce that, and differ only where the
 README's "Differences from TF Serving" says so: query strings are ignored, an int64

@@ -114,7 +114,7 @@ async def _examples(request: web.Request, services: Services) -> tuple[str, mess
 
 
 def _parse_examples(raw: bytes, max_depth: int) -> tuple[str, messages.Examples]:
-    """The signature name and the tf.Examples of a classify or regress body (spec 6.1)."""
+    """The signature name and the tf.Examples of a classify or regress body (spec §6.1)."""
     with request_body.decoding():
         doc = jsonio.parse_object(raw, max_depth=max_depth)
         return codec.signature_name(doc), codec_examples.decode_input(doc)

@@ -147,3 +147,25 @@ async def test_metrics_port_serves_metrics_and_the_main_port_still_does(
             async with session.post(f"{side}/model-serving/my-dep:predict", json={"instances": [1.0]}) as resp:
                 assert resp.status == 404, "the side port serves metrics only"
     assert len(fake_backend.calls("Predict")) == 2
+
+
+async def test_the_metrics_port_obeys_protect_metrics_like_the_main_port(
+    tmp_path: Path, fake_backend: FakeModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``auth.protect_metrics`` guards the side port too: it once served metrics to anyone there."""
+    monkeypatch.setenv("CLAIMS_SIDE_KEY", "side-secret")
+    auth = {"type": "api_key", "api_keys": [{"env": "CLAIMS_SIDE_KEY"}], "protect_metrics": True}
+    config = gateway_config(fake_backend.target, server={"metrics_port": 0}, auth=auth)
+    async with GatewayProcess(config, workdir=tmp_path) as gw:
+        await gw.wait_log("serving metrics")
+        side = f"http://127.0.0.1:{metrics_port(gw)}"
+        async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
+            for base in (side, gw.url):
+                async with session.get(base + "/metrics") as resp:
+                    assert resp.status == 401, base
+                    assert resp.headers["WWW-Authenticate"]
+                    assert next(iter(await resp.json())) == "error"
+                async with session.get(base + "/metrics", headers={"X-API-Key": "wrong"}) as resp:
+                    assert resp.status in (401, 403), base
+                samples = await scrape(session, base + "/metrics", {"X-API-Key": "side-secret"})
+                assert "tfs_gateway_build_info{python_version=" in "".join(samples)

@@ -129,9 +129,9 @@ def test_runs_the_app_with_the_settings(monkeypatch: pytest.MonkeyPatch) -> None
         assert reload().server.port == 9001  # a SIGHUP reload keeps the command line's flags
         return 0
 
-    fake_app = types.ModuleType("gateway.web.app")
+    fake_app = types.ModuleType("gateway.process")
     fake_app.run = run  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "gateway.web.app", fake_app)
+    monkeypatch.setitem(sys.modules, "gateway.process", fake_app)
     assert main(["--port", "9001"]) == 0
     assert [s.server.port for s in seen] == [9001]
 

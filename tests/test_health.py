@@ -14,10 +14,10 @@ from fake_backend import Delay, FakeModelServer
 from harness import merge
 from prometheus_client import CollectorRegistry
 
-from gateway.web.keys import HEALTH
 from gateway.config import Settings
 from gateway.process import serve as lifecycle
 from gateway.web.app import create_app
+from gateway.web.keys import HEALTH, SERVICES
 
 FAST_PROBES = {"health_check": {"interval_seconds": 0.2, "timeout_seconds": 0.2}}
 DEADLINE_SECONDS = 15.0
@@ -57,7 +57,7 @@ async def wait_readiness(client: GatewayClient, status: int, says: str = "") -> 
 
 
 def backend_up(client: GatewayClient) -> float | None:
-    metrics = client.app[lifecycle.SERVICES].current.metrics  # type: ignore[index]
+    metrics = client.app[SERVICES].current.metrics
     return metrics.registry.get_sample_value("tfs_gateway_backend_up", {"backend": "default"})
 
 

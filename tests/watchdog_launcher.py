@@ -18,6 +18,7 @@ from aiohttp import web
 
 import gateway.process.serve
 import gateway.web.app
+import gateway.web.dispatch
 from gateway.cli import main
 
 BLOCK_PATH = "/test/block"
@@ -48,11 +49,11 @@ _create_app = gateway.web.app.create_app
 
 def create_app_with_block_route(*args: Any, **kwargs: Any) -> web.Application:
     app = _create_app(*args, **kwargs)
-    app[gateway.web.app.SPECIALS][BLOCK_PATH] = BLOCK_ROUTE
+    app[gateway.web.dispatch.SPECIALS][BLOCK_PATH] = BLOCK_ROUTE
     return app
 
 
-gateway.web.app.SPECIAL_HANDLERS[BLOCK_ROUTE] = block_handler
+gateway.web.dispatch.PAGES[BLOCK_ROUTE] = block_handler
 # lifecycle imported create_app by name, so the name there is the one to replace.
 gateway.process.serve.create_app = create_app_with_block_route  # type: ignore[attr-defined]
 

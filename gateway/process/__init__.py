@@ -7,13 +7,12 @@ import asyncio
 
 from gateway.config import Settings
 from gateway.ops.accesslog import configure_logging
-from gateway.process.serve import Reload, serve
-from gateway.process.workers import supervise
+from gateway.process import serve, workers
 
 
-def run(settings: Settings, reload: Reload | None = None) -> int:
+def run(settings: Settings, reload: serve.Reload | None = None) -> int:
     """Serve until SIGTERM/SIGINT; ``reload`` re-reads the configuration on SIGHUP. The exit status."""
     configure_logging(settings.server)
     if settings.server.workers > 1:
-        return supervise(settings, reload)
-    return asyncio.run(serve(settings, reload))
+        return workers.supervise(settings, reload)
+    return asyncio.run(serve.serve(settings, reload))

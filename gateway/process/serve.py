@@ -101,7 +101,7 @@ def _metrics_runner(settings: Settings, app: web.Application) -> web.AppRunner |
     """The ``server.metrics_port`` server; made once the main app has started and owns its metrics."""
     if settings.server.metrics_port is None or not settings.metrics.enabled:
         return None
-    return web.AppRunner(metrics_app(app[SERVICES].current.metrics, settings.metrics.paths), access_log=None)
+    return web.AppRunner(metrics_app(app[SERVICES], settings.metrics.paths), access_log=None)
 
 
 @contextlib.contextmanager

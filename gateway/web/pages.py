@@ -15,7 +15,10 @@ from collections.abc import AsyncIterator, Mapping
 import orjson
 from aiohttp import web
 
+from gateway.errors import GatewayError, render_error
 from gateway.ops.metrics import Metrics, exposition
+from gateway.pipeline.services import ServicesRef
+from gateway.routing import routes
 from gateway.web.keys import HEALTH, SERVICES
 from gateway.web.responses import json_response
 
@@ -46,7 +49,7 @@ async def readyz(request: web.Request) -> web.Response:
     return _json(document, 200 if ready else 503)
 
 
-_METRICS = web.AppKey("tfs_gateway_metrics_only", Metrics)
+_MAIN = web.AppKey("tfs_gateway_main_services", ServicesRef)
 
 
 def _page(metrics: Metrics) -> web.Response:
@@ -59,12 +62,19 @@ async def metrics_page(request: web.Request) -> web.Response:
 
 
 async def _metrics_only_page(request: web.Request) -> web.Response:
-    return _page(request.app[_METRICS])
+    services = request.app[_MAIN].current  # the main app's: a reload's auth applies here too
+    try:
+        services.authenticator.admit(routes.Special("metrics"), request.headers)
+    except GatewayError as exc:
+        return json_response(render_error(exc), exc.http_status, exc.headers)
+    return _page(services.metrics)
 
 
-def metrics_app(metrics: Metrics, paths: tuple[str, ...]) -> web.Application:
+def metrics_app(services: ServicesRef, paths: tuple[str, ...]) -> web.Application:
+    """The ``server.metrics_port`` app: the metrics paths only, under ``auth.protect_metrics`` like
+    the main port's, reading the main app's services so reloads reach it."""
     app = web.Application()
-    app[_METRICS] = metrics
+    app[_MAIN] = services
     for path in paths:
         app.router.add_get(path, _metrics_only_page)
     return app

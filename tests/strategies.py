@@ -32,8 +32,18 @@ MODEL = "half_plus_two"  # the zoo of tests/harness.py: install_models
 
 # --------------------------------------------------------------------------- hostile fragments
 
-DEPTHS = st.one_of(st.sampled_from([63, 64, 65, 1_000, 10_000, hostile.MAX_DEPTH]), st.integers(1, hostile.MAX_DEPTH))
-DIGITS = st.one_of(st.sampled_from([308, 309, 4_300, 4_301, hostile.MAX_DIGITS]), st.integers(1, hostile.MAX_DIGITS))
+# Edges (the default max_json_depth of 64, Python's 4,300-digit int limit) plus a uniform draw and
+# a draw from the top half: stalls and limits show at the big end, where Hypothesis rarely goes.
+DEPTHS = st.one_of(
+    st.sampled_from([63, 64, 65, 1_000, 10_000, hostile.MAX_DEPTH]),
+    st.integers(1, hostile.MAX_DEPTH),
+    st.integers(hostile.MAX_DEPTH // 2, hostile.MAX_DEPTH),
+)
+DIGITS = st.one_of(
+    st.sampled_from([308, 309, 4_300, 4_301, hostile.MAX_DIGITS]),
+    st.integers(1, hostile.MAX_DIGITS),
+    st.integers(4_301, hostile.MAX_DIGITS),
+)
 
 deep = st.builds(
     hostile.Deep,

@@ -7,7 +7,8 @@ fails naming the recipe, and the child is killed and restarted for the next test
 
 The property, for every request: the answer arrives within :data:`REQUEST_TIMEOUT` seconds;
 it is a 2xx with a JSON body, or a 4xx with the ``{"error": ...}`` envelope (``error`` first);
-never a 5xx, except 502/503/504 when the fake was told to fail; and ``/healthz`` answers on a
+never a 5xx, except 502/503/504 when the fake was told to fail (and the codec's documented 501
+``unimplemented`` for dtypes TF Serving's REST API cannot express); and ``/healthz`` answers on a
 second connection afterwards.
 
 Requests come from ``tests/strategies.py``: valid TF Serving structure with hostile fragments
@@ -170,11 +171,13 @@ def answer_problems(status: int, text: str, *, fault: bool, sent: bytes = b"") -
     ``sent``: the body as the gateway should have read it; a 2xx for a body holding an unpaired
     surrogate escape is wrong too (TF Serving's parser validates the encoding and answers 400).
     """
-    if status >= 500 and not (fault and status in FAULT_STATUSES):
-        return [f"status {status} (a 5xx; fault={fault})"]
     try:
         body = json.loads(text)
     except ValueError:
+        body = None
+    if status >= 500 and not (fault and status in FAULT_STATUSES) and not _unimplemented(status, body):
+        return [f"status {status} (a 5xx; fault={fault})"]
+    if body is None:
         return [f"status {status} with a body that is not JSON"]
     if status < 300:
         lone = _lone_surrogate(sent)
@@ -184,6 +187,11 @@ def answer_problems(status: int, text: str, *, fault: bool, sent: bytes = b"") -
     if not 400 <= status < 600:
         return [f"status {status} with an error envelope"]
     return []
+
+
+def _unimplemented(status: int, body: Any) -> bool:
+    """The gateway's own 501: a dtype TF Serving's REST API cannot express, answered as TF Serving does."""
+    return status == 501 and isinstance(body, dict) and body.get("reason") == "unimplemented"
 
 
 def _lone_surrogate(body: bytes) -> str | None:
@@ -481,8 +489,9 @@ def test_atheris_parser_target(tmp_path: Path) -> None:
             str(ROOT / "fuzz" / "fuzz_request.py"),
             str(tmp_path),
             str(ROOT / "fuzz" / "corpus"),
-            "-atheris_runs=600",
-            "-timeout=10",
+            "-atheris_runs=1500",
+            "-timeout=30",  # instrumented code runs ~10x slower; a real stall takes hours
+            "-seed=1",  # the same mutations every CI run
             f"-artifact_prefix={tmp_path}/",
         ],
         capture_output=True,
@@ -491,4 +500,4 @@ def test_atheris_parser_target(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Done 600" in result.stderr
+    assert "Done 1500" in result.stderr

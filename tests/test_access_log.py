@@ -6,9 +6,11 @@ import json
 import logging
 from typing import Any
 
+import aiohttp
 import pytest
 from conftest import GatewayClient, MakeGatewayClient
 from fake_backend import FakeModelServer
+from gateway_process import GatewayProcess, gateway_config
 
 from gateway.ops.accesslog import ACCESS_LOGGER
 
@@ -97,3 +99,25 @@ async def test_access_log_can_be_switched_off(
     async with client.get("/healthz") as resp:
         assert resp.status == 200
     assert access_lines(caplog) == []
+
+
+async def test_a_serving_process_writes_one_line_per_request_to_stdout(fake_backend: FakeModelServer) -> None:
+    """In a real process the lines skip ``logging`` and go to stdout directly; each is whole JSON."""
+    async with GatewayProcess(gateway_config(fake_backend.target)) as gw:
+        async with aiohttp.ClientSession() as session:
+            for rid in ("stdout-1", "stdout-2"):
+                async with session.post(
+                    gw.url + "/v1/models/half_plus_two:predict",
+                    json={"instances": [1.0]},
+                    headers={"X-Request-ID": rid},
+                ) as resp:
+                    assert resp.status == 200
+
+        def lines() -> list[dict[str, Any]]:
+            return [json.loads(line) for line in gw.stdout().splitlines() if line.startswith("{")]
+
+        await gw.wait_for(lambda: len(lines()) >= 2, "two access lines on stdout")
+        first, second = lines()[:2]
+        assert [first["request_id"], second["request_id"]] == ["stdout-1", "stdout-2"]
+        assert first["status"] == 200 and first["route"] == "v1_predict"
+        assert first["time"].endswith("+00:00") and "T" in first["time"]

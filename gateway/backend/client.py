@@ -266,6 +266,7 @@ class Backend:
         self.breaker = CircuitBreaker(name, self.settings.circuit_breaker, ready=self._channel.ready)
         self.budget = RetryBudget(self.settings.retry)
         self._prober: Prober | None = None
+        self._series: dict[tuple[str, str], Any] = {}
         self._retired: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -361,9 +362,16 @@ class Backend:
             self.breaker.record_other()
             raise
         finally:
-            self._metrics.backend_rpc.labels(self.name, rpc.name, code).observe(time.perf_counter() - start)
+            self._rpc_series(rpc.name, code).observe(time.perf_counter() - start)
         self.breaker.record_success()
         return result
+
+    def _rpc_series(self, rpc: str, code: str) -> Any:
+        """The duration histogram's child for (rpc, code), bound once: five RPCs x 17 codes at most."""
+        series = self._series.get((rpc, code))
+        if series is None:
+            series = self._series[rpc, code] = self._metrics.backend_rpc.labels(self.name, rpc, code)
+        return series
 
     def _judge(self, code: grpc.StatusCode) -> None:
         if code == grpc.StatusCode.UNAVAILABLE:

@@ -7,6 +7,12 @@ A line looks like::
      "version": "", "status": 200, "duration_seconds": 0.0042, "bytes_in": 27,
      "bytes_out": 31, "backend": "default", "grpc_code": "OK", "reason": null}
 
+In a serving process (``configure_logging``) lines go straight to stdout as bytes, flushed once
+per event-loop iteration: ``logging``'s record, caller lookup, formatter and lock cost more than
+the rest of the line together, and one flush covers every request that finished in the same
+iteration. Without ``configure_logging`` (an app built in-process, as in the tests) lines go
+through the ``tfs_gateway.access`` logger.
+
 Never logged: headers (credentials live there), the query string, request and response bodies.
 Unlike the metrics' bounded labels, ``model`` is the name as requested and ``version`` the
 version or ``label:<l>`` the request named (empty: latest).
@@ -14,9 +20,13 @@ version or ``label:<l>`` the request named (empty: latest).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
+import time
 from datetime import datetime, timezone
+from typing import BinaryIO
 
 import orjson
 
@@ -26,6 +36,19 @@ ACCESS_LOGGER = "tfs_gateway.access"
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 _MAX_PATH = 512
+
+
+_second: tuple[int, str] = (-1, "")
+
+
+def _now() -> str:
+    """``datetime.now(timezone.utc).isoformat()``, with the date and time formatted once a second."""
+    global _second
+    now = time.time()
+    whole = int(now)
+    if whole != _second[0]:
+        _second = (whole, datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second[1]}.{int((now - whole) * 1e6):06d}+00:00"
 
 
 def record(
@@ -46,7 +69,7 @@ def record(
 ) -> dict[str, object]:
     """The access-log document; keyword-only so a field can never land in the wrong slot."""
     return {
-        "time": datetime.now(timezone.utc).isoformat(),
+        "time": _now(),
         "request_id": request_id,
         "method": method,
         "path": path[:_MAX_PATH],
@@ -63,8 +86,38 @@ def record(
     }
 
 
+class _Stdout:
+    """Bytes lines to a binary stream, flushed once per loop iteration (at once without a loop)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._flush_pending = False
+
+    def write(self, line: bytes) -> None:
+        self._stream.write(line)
+        if self._flush_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._stream.flush()
+            return
+        self._flush_pending = True
+        loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken stdout must not fail requests
+            self._stream.flush()
+
+
+_direct: _Stdout | None = None
+
+
 def write(document: dict[str, object]) -> None:
-    if access_log.isEnabledFor(logging.INFO):
+    if _direct is not None:
+        _direct.write(orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE))
+    elif access_log.isEnabledFor(logging.INFO):
         access_log.info(orjson.dumps(document).decode())
 
 
@@ -92,3 +145,5 @@ def configure_logging(server: ServerSettings) -> None:
     handler.setFormatter(_Bare())
     access_log.addHandler(handler)
     access_log.setLevel(logging.INFO)
+    global _direct
+    _direct = _Stdout(sys.stdout.buffer)

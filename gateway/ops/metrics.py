@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -46,6 +47,16 @@ API_ROUTES = tuple(
     for kind in ("status", "metadata", "predict", "classify", "regress")
 )
 ROUTES = (*API_ROUTES, "healthz", "readyz", "metrics", "unmatched")
+
+
+_MAX_BOUND_CHILDREN = 4096
+
+
+class HttpChildren(NamedTuple):
+    requests: Counter
+    latency: Histogram
+    request_size: Histogram
+    response_size: Histogram
 
 
 class Metrics:
@@ -146,11 +157,32 @@ class Metrics:
             multiprocess_mode="max",
         )
         self.build_info.labels(gateway.__version__, platform.python_version()).set(1)
-        for route in ROUTES:
-            self.in_flight.labels(route)
+        self._http: dict[tuple[str, str, str, str, str], HttpChildren] = {}
+        # Bound once: the dispatcher moves one of these up and down on every request.
+        self.in_flight_by_route = {route: self.in_flight.labels(route) for route in ROUTES}
         for result in ("hit", "miss"):
             self.signature_cache.labels(result)
         self.set_backends(backends)
+
+    def http_children(self, route: str, model: str, version: str, verb: str, code: str) -> HttpChildren:
+        """The four per-request series for one label set, bound once and then reused.
+
+        ``labels()`` validates, stringifies and locks on every call, about a microsecond each;
+        a request needs four. Label values are bounded (routes, configured models), and the
+        cache is cleared if hostile version numbers ever make it large.
+        """
+        key = (route, model, version, verb, code)
+        children = self._http.get(key)
+        if children is None:
+            if len(self._http) >= _MAX_BOUND_CHILDREN:
+                self._http.clear()
+            children = self._http[key] = HttpChildren(
+                self.requests.labels(*key),
+                self.latency.labels(*key),
+                self.request_size.labels(route, verb),
+                self.response_size.labels(route, verb),
+            )
+        return children
 
     def set_known_models(self, names: Iterable[str]) -> None:
         """Replace the ``model`` label values kept (a config reload may add or drop models)."""

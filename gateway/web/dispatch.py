@@ -41,7 +41,11 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return await PAGES[target.endpoint](request)
     info.route, info.verb = target.route, target.kind
     services.authenticator.admit(target, request.headers)
-    with services.metrics.in_flight.labels(target.route).track_inprogress():
+    in_flight = services.metrics.in_flight_by_route[target.route]
+    in_flight.inc()
+    try:
         binding = bind(services.settings, target, client_timeout(request.headers))
         info.bound(binding)
         return await rest_v1.API[target.kind](request, services, binding, info)
+    finally:
+        in_flight.dec()

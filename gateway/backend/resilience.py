@@ -18,8 +18,7 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -172,15 +171,13 @@ class ConcurrencyLimiter:
     def stats(self) -> LimiterStats:
         return LimiterStats(self._active, self._waiting)
 
-    @asynccontextmanager
-    async def slot(self, timeout: float | None) -> AsyncIterator[None]:
-        await self._acquire(timeout)
-        self._active += 1
-        try:
-            yield
-        finally:
-            self._active -= 1
-            self._semaphore.release()
+    def slot(self, timeout: float | None) -> _Slot:
+        """``async with limiter.slot(timeout):`` one call's place, waited for up to ``timeout``."""
+        return _Slot(self, timeout)
+
+    def _release(self) -> None:
+        self._active -= 1
+        self._semaphore.release()
 
     async def _acquire(self, timeout: float | None) -> None:
         if not self._semaphore.locked():
@@ -202,3 +199,20 @@ class ConcurrencyLimiter:
             raise BackendTimeout("Deadline Exceeded while queued", details={"backend": self.name}) from None
         finally:
             self._waiting -= 1
+
+
+class _Slot:
+    """A limiter slot held for one block (a class, not a generator: it runs on every call)."""
+
+    __slots__ = ("_limiter", "_timeout")
+
+    def __init__(self, limiter: ConcurrencyLimiter, timeout: float | None) -> None:
+        self._limiter = limiter
+        self._timeout = timeout
+
+    async def __aenter__(self) -> None:
+        await self._limiter._acquire(self._timeout)
+        self._limiter._active += 1
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limiter._release()

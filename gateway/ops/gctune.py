@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 # Below this size a body's objects are too few for collections to matter, and its decoding takes
 # at most a few milliseconds: it stays on the event loop (``gateway.pipeline.offload``).
@@ -44,17 +42,30 @@ class _Pauses:
 _PAUSES = _Pauses()
 
 
-@contextmanager
-def paused(active: bool = True) -> Iterator[None]:
+class _Paused:
+    """``with paused(active):`` no collections inside the block; a class, since it runs per request."""
+
+    __slots__ = ("_active",)
+
+    def __init__(self, active: bool) -> None:
+        self._active = active
+
+    def __enter__(self) -> None:
+        if self._active:
+            _PAUSES.enter()
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._active:
+            _PAUSES.leave()
+
+
+_INACTIVE = _Paused(False)
+_ACTIVE = _Paused(True)
+
+
+def paused(active: bool = True) -> _Paused:
     """No collections inside the block (when ``active``); the previous state afterwards."""
-    if not active:
-        yield
-        return
-    _PAUSES.enter()
-    try:
-        yield
-    finally:
-        _PAUSES.leave()
+    return _ACTIVE if active else _INACTIVE
 
 
 def freeze_startup_objects() -> None:

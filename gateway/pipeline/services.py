@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +78,9 @@ class Services:
 
     async def signatures(self, binding: Binding, info: RequestInfo) -> Signatures:
         key = CacheKey(binding.backend, binding.model, binding.version, binding.label)
+        hit = self.signature_cache.cached(key)  # the common case: no closure, no extra frame
+        if hit is not None:
+            return hit
 
         async def fetch() -> Signatures:
             return codec_meta.signature_defs(await self.metadata(binding, info))
@@ -107,15 +109,9 @@ class ServicesRef:
     def in_flight(self) -> int:
         return sum(self._users.values())
 
-    @contextmanager
-    def pinned(self) -> Iterator[Services]:
-        services = self.current
-        key = id(services)
-        self._users[key] += 1
-        try:
-            yield services
-        finally:
-            self._release(key)
+    def pinned(self) -> _Pin:
+        """``with ref.pinned() as services:`` the current generation, kept open until the block ends."""
+        return _Pin(self)
 
     def _release(self, key: int) -> None:
         self._users[key] -= 1
@@ -158,3 +154,22 @@ class ServicesRef:
         """Close the current generation and wait for the retiring ones."""
         await asyncio.gather(*self._retiring)
         await self.current.close()
+
+
+class _Pin:
+    """One request's hold on a generation (a class: it runs on every request)."""
+
+    __slots__ = ("_key", "_ref")
+
+    def __init__(self, ref: ServicesRef) -> None:
+        self._ref = ref
+        self._key = 0
+
+    def __enter__(self) -> Services:
+        services = self._ref.current
+        self._key = id(services)
+        self._ref._users[self._key] += 1
+        return services
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._ref._release(self._key)

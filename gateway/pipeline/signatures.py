@@ -36,14 +36,23 @@ class SignatureCache:
         self._metrics = metrics
         self._entries: OrderedDict[CacheKey, tuple[float, Signatures]] = OrderedDict()
         self._pending: dict[CacheKey, asyncio.Future[Signatures]] = {}
+        self._hits = metrics.signature_cache.labels("hit")
+        self._misses = metrics.signature_cache.labels("miss")
+
+    def cached(self, key: CacheKey) -> Signatures | None:
+        """A fresh entry, counted as a hit; None (not counted) when ``get`` must load it."""
+        entry = self._entries.get(key)
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        self._entries.move_to_end(key)
+        self._hits.inc()
+        return entry[1]
 
     async def get(self, key: CacheKey, fetch: Fetch) -> Signatures:
-        entry = self._entries.get(key)
-        if entry is not None and entry[0] > time.monotonic():
-            self._entries.move_to_end(key)
-            self._metrics.signature_cache.labels("hit").inc()
-            return entry[1]
-        self._metrics.signature_cache.labels("miss").inc()
+        hit = self.cached(key)
+        if hit is not None:
+            return hit
+        self._misses.inc()
         task = self._pending.get(key)
         if task is None:
             # A task of its own, so a client that disconnects does not cancel the

@@ -24,7 +24,7 @@ from typing import Any
 import numpy.typing as npt
 
 from gateway.backend.client import CLASSIFY, PREDICT, REGRESS, STATUS
-from gateway.codec import messages
+from gateway.codec import messages, wire
 from gateway.codec import predict as codec
 from gateway.codec.predict import Tensor
 from gateway.pipeline import batching, offload
@@ -46,11 +46,12 @@ async def predict(
     async def call(payload: bytes) -> Outputs:
         return codec.output_arrays(await services.call(binding, PREDICT, payload, info))
 
+    settings = binding.settings.batching
+    if not settings.enabled:
+        return await call(wire.predict_request(spec, tensors))
     key = batching.batch_key(binding.servable, signature_name, tensors)
     observe = services.metrics.batch_size.labels(services.metrics.model_label(binding.name)).observe
-    outputs = await batching.predict(
-        services.batcher, binding.settings.batching, key, sig, spec, tensors, call, observe
-    )
+    outputs = await batching.predict(services.batcher, settings, key, sig, spec, tensors, call, observe)
     info.grpc_code = info.grpc_code or "OK"  # a batch member's call was made on another's behalf
     return outputs
 

@@ -39,8 +39,8 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Final
+from types import TracebackType
+from typing import Final, Literal
 
 from aiohttp import hdrs, http_exceptions, web
 from aiohttp.streams import StreamReader
@@ -133,8 +133,7 @@ def from_aiohttp(exc: RequestPayloadError | http_exceptions.HttpProcessingError)
     return HttpError(message, status=code)
 
 
-@contextmanager
-def decoding() -> Iterator[None]:
+class _Decoding:
     """Run a body's parse steps inside this: their decoder failures become client errors.
 
     Inside the block, the exceptions the stdlib and orjson decoders raise on hostile input
@@ -149,14 +148,32 @@ def decoding() -> Iterator[None]:
     ``KeyError``...): those are bugs and must stay logged 500s. Keep only decoding inside the
     block, not backend calls or response encoding, or a bug there would become a 400.
     """
-    try:
-        yield
-    except RecursionError:
-        raise InvalidArgument("JSON body is nested too deeply to parse") from None
-    except MemoryError:
-        raise PayloadTooLarge("Request body needs more memory to decode than the gateway has") from None
-    except (ValueError, OverflowError) as exc:
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Literal[False]:
+        if exc is None or not isinstance(exc, _DECODER_ERRORS):
+            return False  # a class, not a generator: entering and leaving cost next to nothing
+        if isinstance(exc, RecursionError):
+            raise InvalidArgument("JSON body is nested too deeply to parse") from None
+        if isinstance(exc, MemoryError):
+            raise PayloadTooLarge("Request body needs more memory to decode than the gateway has") from None
         raise InvalidArgument(f"Could not parse the request body: {_brief(exc)}") from None
+
+
+# RecursionError is a RuntimeError, so it is named; GatewayErrors are none of these.
+_DECODER_ERRORS = (RecursionError, MemoryError, ValueError, OverflowError)
+_DECODING = _Decoding()
+
+
+def decoding() -> _Decoding:
+    """The decoding boundary (see ``_Decoding``): ``with decoding(): <parse steps>``."""
+    return _DECODING
 
 
 async def _collect(content: StreamReader, codings: tuple[str, ...], limit: int) -> bytes:

@@ -280,10 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.config import ServerSettings
         from gateway.ops import accesslog
 
-        accesslog.configure_logging(ServerSettings())
-        with open(os.devnull, "w") as devnull:
-            for handler in accesslog.access_log.handlers:
-                handler.setStream(devnull)  # type: ignore[attr-defined]
+        with open(os.devnull, "wb") as devnull:
+            accesslog.configure_logging(ServerSettings(), access_stream=devnull)
             rows = asyncio.run(run_all(target, args.repeats))
     out.write(json.dumps(rows) if args.json else table(rows))
     out.write("\n")

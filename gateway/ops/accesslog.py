@@ -126,8 +126,9 @@ class _Bare(logging.Formatter):
         return record.getMessage()
 
 
-def configure_logging(server: ServerSettings) -> None:
-    """Root logging at ``server.log_level`` on stderr; access lines, bare JSON, on stdout.
+def configure_logging(server: ServerSettings, access_stream: BinaryIO | None = None) -> None:
+    """Root logging at ``server.log_level`` on stderr; access lines, bare JSON, on stdout (or
+    ``access_stream``, a binary stream: the bench sends them to /dev/null).
 
     The access log has its own switch (``server.access_log``, read per request so a reload can
     flip it) rather than following the log level, so ``log_level: warning`` quiets the gateway
@@ -146,4 +147,4 @@ def configure_logging(server: ServerSettings) -> None:
     access_log.addHandler(handler)
     access_log.setLevel(logging.INFO)
     global _direct
-    _direct = _Stdout(sys.stdout.buffer)
+    _direct = _Stdout(sys.stdout.buffer if access_stream is None else access_stream)

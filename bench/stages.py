@@ -132,7 +132,6 @@ def stages(target: str) -> list[Stage]:
     from gateway.codec import predict as codec
     from gateway.codec import wire
     from gateway.config import Settings
-    from gateway.ops import accesslog
     from gateway.ops.metrics import Metrics
     from gateway.pipeline.services import RequestInfo
     from gateway.routing import routes
@@ -214,23 +213,7 @@ def stages(target: str) -> list[Stage]:
         middleware.observe(request, services, info, response, 0.0005)
 
     def access_log() -> None:
-        accesslog.write(
-            accesslog.record(
-                request_id=info.request_id,
-                method=request.method,
-                path=request.path,
-                route=info.route,
-                model=info.model,
-                version=middleware._version_text(info),
-                status=response.status,
-                duration_seconds=0.0005,
-                bytes_in=len(BODY),
-                bytes_out=middleware._bytes_out(response),
-                backend=info.backend,
-                grpc_code="OK",
-                reason=None,
-            )
-        )
+        middleware.write_access_line(request, info, response, 0.0005, len(BODY), len(response.body or b""))
 
     return [
         Stage("HTTP parse and dispatch", "aiohttp's request parser, URL grammar, auth check, binding, request id",

@@ -32,6 +32,9 @@ class GatewayProcess:
     for (``--workers N``); ``workdir`` holds the config and the output files (default: a temp dir).
     """
 
+    # What runs: ``python -m gateway``; a subclass may run another entry point with the same CLI.
+    program: tuple[str, ...] = ("-m", "gateway")
+
     def __init__(self, config: dict[str, Any], *args: str, workdir: Path | None = None, processes: int = 1) -> None:
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="tfs-gateway-test-")) if workdir is None else workdir
@@ -53,7 +56,7 @@ class GatewayProcess:
     async def __aenter__(self) -> GatewayProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TFS_GATEWAY__", "PROMETHEUS_MULTIPROC"))}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        command = [sys.executable, "-m", "gateway", "--config", str(self.config_path), "--host", "127.0.0.1"]
+        command = [sys.executable, *self.program, "--config", str(self.config_path), "--host", "127.0.0.1"]
         command += ["--port", "0"]  # a free port, read back from the serving line; a later --port wins
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen([*command, *self.args], stdout=out, stderr=err, cwd=self.workdir, env=env)

@@ -14,8 +14,6 @@ import asyncio
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import aiohttp
 import pytest
 from _pytest.logging import LogCaptureFixture
 from fake_backend import FakeModelServer
-from gateway_process import REPO, GatewayProcess, gateway_config
+from gateway_process import GatewayProcess, gateway_config
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -45,19 +43,7 @@ LAG = "tfs_gateway_event_loop_lag_seconds"
 class LaunchedGateway(GatewayProcess):
     """``GatewayProcess`` running the launcher (CLI + ``/test/block``) instead of ``python -m gateway``."""
 
-    async def __aenter__(self) -> LaunchedGateway:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("TFS_GATEWAY__", "PROMETHEUS_MULTIPROC"))}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        command = [sys.executable, str(LAUNCHER), "--config", str(self.config_path), "--host", "127.0.0.1"]
-        command += ["--port", "0", *self.args]
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.proc = subprocess.Popen(command, stdout=out, stderr=err, cwd=self.workdir, env=env)
-        try:
-            await self.wait_serving(self.processes)
-        except BaseException:
-            await self.__aexit__(None, None, None)
-            raise
-        return self
+    program = (str(LAUNCHER),)
 
 
 def watchdog_config(fake: FakeModelServer) -> dict[str, Any]:

@@ -35,31 +35,6 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-__all__ = [
-    "ENV_PREFIX",
-    "AuthPolicy",
-    "AuthSettings",
-    "BackendSettings",
-    "BackendTLS",
-    "BatchingSettings",
-    "CircuitBreakerSettings",
-    "ConfigError",
-    "CorsSettings",
-    "DeploymentSettings",
-    "HealthCheckSettings",
-    "MetricsSettings",
-    "ModelSettings",
-    "ModelsSettings",
-    "RetrySettings",
-    "Secret",
-    "ServerSettings",
-    "ServerTLS",
-    "Settings",
-    "SignatureCacheSettings",
-    "TimeoutSettings",
-    "top_level",
-]
-
 ENV_PREFIX = "TFS_GATEWAY__"
 
 LogLevel = Literal["debug", "info", "warning", "error"]

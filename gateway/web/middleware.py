@@ -160,23 +160,35 @@ def observe(
     series.request_size.observe(bytes_in)
     series.response_size.observe(bytes_out)
     if services.settings.server.access_log:
-        accesslog.write(
-            accesslog.record(
-                request_id=info.request_id,
-                method=request.method,
-                path=request.path,
-                route=info.route,
-                model=info.model,
-                version=_version_text(info),
-                status=response.status,
-                duration_seconds=elapsed,
-                bytes_in=bytes_in,
-                bytes_out=bytes_out,
-                backend=info.backend,
-                grpc_code=info.grpc_code,
-                reason=info.extra.get("reason"),
-            )
+        write_access_line(request, info, response, elapsed, bytes_in, bytes_out)
+
+
+def write_access_line(
+    request: web.Request,
+    info: RequestInfo,
+    response: web.StreamResponse,
+    elapsed: float,
+    bytes_in: int,
+    bytes_out: int,
+) -> None:
+    """The request's access-log line (``gateway.ops.accesslog``)."""
+    accesslog.write(
+        accesslog.record(
+            request_id=info.request_id,
+            method=request.method,
+            path=request.path,
+            route=info.route,
+            model=info.model,
+            version=_version_text(info),
+            status=response.status,
+            duration_seconds=elapsed,
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+            backend=info.backend,
+            grpc_code=info.grpc_code,
+            reason=info.extra.get("reason"),
         )
+    )
 
 
 def _version_text(info: RequestInfo) -> str:

@@ -33,6 +33,7 @@ from gateway.errors import InvalidArgument
 
 Kind = Literal["bytes", "float", "int64"]
 _INT64_MAX = 2**63 - 1
+_INT64_MIN = -(2**63)
 _UINT64_MAX = 2**64 - 1
 
 
@@ -62,9 +63,27 @@ def decode_example(value: Any) -> example_pb2.Example:
     if not isinstance(value, dict):
         raise InvalidArgument(f"Example must be JSON object but got JSON {json_type(value)}")
     example = example_pb2.Example()
+    features = example.features.feature
     for name, raw in value.items():
-        example.features.feature[name].CopyFrom(_feature(name, raw if isinstance(raw, list) else [raw]))
+        values = raw if type(raw) is list else [raw]
+        if not _fill_uniform(features[name], values):
+            features[name].CopyFrom(_feature(name, values))
     return example
+
+
+def _fill_uniform(feature: feature_pb2.Feature, values: list[Any]) -> bool:
+    """One C call per feature when every value has the same plain type (the common case); False when
+    the element-by-element rules must decide (mixed kinds, bools, b64 objects, big integers)."""
+    kinds = set(map(type, values))
+    if kinds == {float}:
+        feature.float_list.value.extend(values)
+    elif kinds == {str}:
+        feature.bytes_list.value.extend([v.encode("utf-8", "surrogatepass") for v in values])
+    elif kinds == {int} and min(values) >= _INT64_MIN and max(values) <= _INT64_MAX:
+        feature.int64_list.value.extend(values)
+    else:
+        return False
+    return True
 
 
 def _feature(name: str, values: list[Any]) -> feature_pb2.Feature:

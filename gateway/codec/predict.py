@@ -60,6 +60,15 @@ class Limits:
     max_tensor_elements: int = 1 << 26
 
 
+def bools_need_scan(sig: meta_graph_pb2.SignatureDef) -> bool:
+    """Whether a body for ``sig`` must be scanned for true/false: only numeric (non-bool, non-string)
+    inputs care, since numpy would read true/false among numbers as 1/0."""
+    return any(
+        (dtype := SUPPORTED.get(info.dtype)) is not None and not dtype.is_string and dtype.name != "bool"
+        for info in sig.inputs.values()
+    )
+
+
 def bools_possible(body: bytes) -> bool:
     """Whether a body may hold JSON true/false: two memchr-speed scans, no parsing."""
     return b"true" in body or b"false" in body
@@ -452,6 +461,11 @@ def is_b64(value: Any) -> bool:
 
 def b64decode(text: str, alias: str = "", index: int = 0) -> bytes:
     """Decode like absl::Base64Unescape: whitespace skipped, padding optional, '.' pads."""
+    try:
+        # The common case, canonical padded base64, in one C call; anything else takes the exact path.
+        return binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):
+        pass
     raw = _WHITESPACE.sub(b"", text.encode("ascii", "replace")).replace(b".", b"=")
     unpadded = raw.rstrip(b"=")
     if len(unpadded) % 4 == 1 or (raw != unpadded and len(raw) % 4):

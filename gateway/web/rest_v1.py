@@ -85,7 +85,7 @@ class _Parsed:
 
     doc: dict[str, Any]
     signature_name: str
-    bools: bool  # whether it may hold true/false, which the numeric fast path excludes
+    raw: bytes | None  # the body, to scan for true/false if the signature needs it; None: cannot hold them
     fmt: codec.Format = field(default="row")  # set by the conversion
 
 
@@ -94,17 +94,17 @@ def _parse_predict(raw: bytes, max_depth: int) -> _Parsed:
         # Large all-number bodies skip the nested lists; the exact path decides everything else.
         fast = fastjson.parse_predict(raw, max_depth=max_depth)
         if fast is not None:
-            return _Parsed(fast, codec.signature_name(fast), False)
+            return _Parsed(fast, codec.signature_name(fast), None)
         doc = jsonio.parse_object(raw, max_depth=max_depth)
-        return _Parsed(doc, codec.signature_name(doc), codec.bools_possible(raw))
+        return _Parsed(doc, codec.signature_name(doc), raw)
 
 
 def _tensors(parsed: _Parsed, limits: codec.Limits, sig: messages.SignatureDef) -> dict[str, codec.Tensor]:
     doc, parsed.doc = parsed.doc, {}
+    raw = parsed.raw
+    bools = raw is not None and codec.bools_need_scan(sig) and codec.bools_possible(raw)
     with request_body.decoding():
-        parsed.fmt, tensors = codec.decode_predict_inputs(
-            doc, sig, parsed.signature_name, limits, bools_possible=parsed.bools
-        )
+        parsed.fmt, tensors = codec.decode_predict_inputs(doc, sig, parsed.signature_name, limits, bools_possible=bools)
     return tensors
 
 

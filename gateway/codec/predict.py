@@ -236,6 +236,10 @@ def _stack_rows(rows: list[Any], dtype_enum: int, alias: str, key: str | None, b
         fast = _fast_numeric(rows, dtype, bools_possible)
         if fast is not None:
             return fast
+    elif dtype is not None:
+        strings = _scalar_strings(rows)
+        if strings is not None:
+            return Tensor(dtype, (len(strings),), strings)
     first: Tensor | None = None
     pieces: list[Tensor] = []
     for index, row in enumerate(rows):
@@ -265,6 +269,23 @@ def _stack_rows(rows: list[Any], dtype_enum: int, alias: str, key: str | None, b
     if first.dtype.is_string:
         return Tensor(first.dtype, shape, [v for p in pieces for v in p.values])
     return Tensor(first.dtype, shape, np.stack([np.asarray(p.values) for p in pieces]).reshape(shape))
+
+
+def _scalar_strings(rows: list[Any]) -> list[bytes] | None:
+    """Rows that are each one string or one canonical ``{"b64": ...}``, decoded in a tight loop;
+    None when anything else (or a value to reject) needs the exact path and its messages."""
+    out = []
+    for row in rows:
+        if type(row) is str:
+            out.append(row.encode("utf-8", "surrogatepass"))
+        elif type(row) is dict and len(row) == 1 and type(row.get("b64")) is str:
+            try:
+                out.append(binascii.a2b_base64(row["b64"], strict_mode=True))
+            except (binascii.Error, ValueError):
+                return None
+        else:
+            return None
+    return out
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:

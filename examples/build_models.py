@@ -33,13 +33,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # two busy cores), and one thread also fixes the order of every float sum, so each build is alike.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+# Run as a script, this file's folder is first on sys.path, so its sibling imports as is.
+import digits
 import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
-
-# Run as a script, this file's folder is first on sys.path, so its sibling imports as is.
-import digits
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -199,7 +198,9 @@ def train_digits(images: npt.NDArray[np.float32], labels: npt.NDArray[np.int64])
     return tuple(params)
 
 
-def _gradients(params: list[npt.NDArray[np.float32]], x: npt.NDArray[np.float32], y: npt.NDArray[np.float32]) -> Weights:
+def _gradients(
+    params: list[npt.NDArray[np.float32]], x: npt.NDArray[np.float32], y: npt.NDArray[np.float32]
+) -> Weights:
     """Mean softmax cross-entropy gradients for (w1, b1, w2, b2) on one batch."""
     w1, b1, w2, b2 = params
     hidden = np.maximum(x @ w1 + b1, 0)

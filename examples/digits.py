@@ -8,17 +8,16 @@ turns the former into the latter, so a model trained here answers those clients:
 - :func:`mnist_layout`: 8x8 digits (0..16) -> 28x28 floats in [0, 1], digit in the centre 20x20.
 - :func:`split`: the fixed train / held-out split the demo model is built and tested with.
 - :func:`typical_held_out`: a held-out digit nobody would misread, for demos.
-- :func:`render_png` / :func:`load_png`: a digit as an 8-bit grey PNG, and back to 784 floats the
-  way the clients read an image (pixel / 255).
+- :func:`render_png`: a digit as a 28x28 8-bit grey PNG, the kind of file MNIST clients load
+  (``examples/clients/common.py`` reads it back as they do).
 
-Numpy, scikit-learn and Pillow only: ``examples/build_models.py``, the clients and the tests
-all import it, and none of them should pay for TensorFlow here.
+Numpy, scikit-learn and Pillow only: ``examples/build_models.py`` and the tests import it, and
+neither should pay for TensorFlow here.
 """
 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -74,7 +73,8 @@ def raw_digits() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
 
 def held_out(count: int) -> npt.NDArray[np.bool_]:
     """Which of count samples are held out (every HELD_OUT_EVERY-th, starting with the first)."""
-    return np.arange(count) % HELD_OUT_EVERY == 0
+    test: npt.NDArray[np.bool_] = np.arange(count) % HELD_OUT_EVERY == 0
+    return test
 
 
 def split() -> Split:
@@ -96,7 +96,8 @@ def typical_held_out(digit: int) -> npt.NDArray[np.float64]:
     mean = images8[~test & (labels == digit)].mean(axis=0)
     candidates = np.flatnonzero(test & (labels == digit))
     distances = ((images8[candidates] - mean) ** 2).sum(axis=(1, 2))
-    return images8[candidates[np.argmin(distances)]]
+    typical: npt.NDArray[np.float64] = images8[candidates[np.argmin(distances)]]
+    return typical
 
 
 def render_png(image8: npt.NDArray[Any]) -> bytes:
@@ -113,15 +114,3 @@ def render_png(image8: npt.NDArray[Any]) -> bytes:
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def load_png(source: Path | bytes) -> Floats:
-    """A PNG as MNIST clients send it: grey, 28x28, pixel / 255, flattened to 784 float32."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-        grey = image.convert("L")
-        if grey.size != (SIDE, SIDE):
-            grey = grey.resize((SIDE, SIDE), Image.Resampling.BILINEAR)
-        pixels = np.asarray(grey, dtype=np.float32)
-    return (pixels / np.float32(255)).reshape(PIXELS)

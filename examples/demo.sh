@@ -49,19 +49,21 @@ Logs: $LOGS (access.log holds one JSON line per request). Try:
   curl $B/model-serving/demo/metadata
   curl $B/metrics
 
-Example clients (examples/clients/), each sending a handwritten 5 (digit5.png; --image FILE for
-another) to mnist, a small network trained on scikit-learn's digits, and printing the digit it reads:
+Example clients (examples/clients/): each sends a handwritten 5 (digit5.png; --image FILE for
+another) to mnist, a small network trained on scikit-learn's digits, and prints the digit it reads.
+TF Serving REST with requests, and TF Serving gRPC with PredictionServiceStub (to ModelServer):
 
-  $PY examples/clients/rest_v1.py --url $B --model mnist          # TF Serving REST, requests
+  $PY examples/clients/rest_v1.py --url $B --model mnist
   $PY examples/clients/rest_v1.py --url $B --deployment digits
-  $PY examples/clients/tfs_grpc.py --url 127.0.0.1:$GRPC_PORT --model mnist   # TF Serving gRPC, to ModelServer
+  $PY examples/clients/tfs_grpc.py --url 127.0.0.1:$GRPC_PORT --model mnist
 
-Open Inference Protocol (V2) clients, for the gateway's V2 fronts (REST on $PORT, gRPC on 8001):
+Open Inference Protocol (V2), for the gateway's V2 fronts: tritonclient.http (binary, then JSON),
+kserve's InferenceRESTClient, and tritonclient.grpc (gRPC on 8001):
 
-  $PY examples/clients/v2_http.py --url 127.0.0.1:$PORT --model mnist            # tritonclient.http, binary
-  $PY examples/clients/v2_http.py --url 127.0.0.1:$PORT --model mnist --json     # tritonclient.http, JSON
-  $PY examples/clients/v2_kserve.py --url $B --model mnist                       # kserve InferenceRESTClient
-  $PY examples/clients/v2_grpc.py --url 127.0.0.1:8001 --model mnist             # tritonclient.grpc
+  $PY examples/clients/v2_http.py --url 127.0.0.1:$PORT --model mnist
+  $PY examples/clients/v2_http.py --url 127.0.0.1:$PORT --model mnist --json
+  $PY examples/clients/v2_kserve.py --url $B --model mnist
+  $PY examples/clients/v2_grpc.py --url 127.0.0.1:8001 --model mnist
 
 Press Ctrl-C to stop.
 MSG

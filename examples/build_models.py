@@ -3,13 +3,17 @@
 Usage: ``python examples/build_models.py [OUT_DIR] [--force]`` (OUT_DIR defaults to
 ``examples/models``). Each model lands in ``OUT_DIR/<name>/<version>/``. A version that
 already holds a ``saved_model.pb`` is skipped unless ``--force`` is given, so the script
-is cheap to rerun. Everything is synthetic: no downloads.
+is cheap to rerun. Nothing is downloaded: the digits mnist learns ship with scikit-learn.
 
 Models (see ``examples/models.config``):
   half_plus_two  v1: y = 0.5x + 2, v2: y = 0.5x + 3; predict, classify and regress signatures
   multi_io       mixed-dtype inputs and outputs
   string_bytes   string outputs, one of them non-UTF-8 (alias ends in ``_bytes``)
-  mnist          784 -> 10 softmax with fixed synthetic weights
+  mnist          784 floats in [0, 1] -> 10 class probabilities and the class: a small network
+                 trained here, in about a second, on scikit-learn's handwritten digits laid out
+                 as MNIST (see examples/digits.py); it reads real handwriting
+  dtypes         one input and one output per Open Inference Protocol datatype: BOOL, INT8,
+                 UINT8, INT64, FP16, FP64 and BYTES (see Dtypes)
 """
 
 from __future__ import annotations
@@ -25,8 +29,14 @@ from pathlib import Path
 
 # Keep TF quiet before it is imported: this script's output should be readable.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Training mnist multiplies small matrices: BLAS threads only contend there (ten times slower on
+# two busy cores), and one thread also fixes the order of every float sum, so each build is alike.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+# Run as a script, this file's folder is first on sys.path, so its sibling imports as is.
+import digits
 import numpy as np
+import numpy.typing as npt
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
@@ -36,6 +46,11 @@ REGRESS_METHOD = "tensorflow/serving/regress"
 
 DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "models"
 MNIST_SEED = 20240601
+MNIST_HIDDEN = 128
+MNIST_EPOCHS = 40
+MNIST_BATCH = 64
+MNIST_LEARNING_RATE = 3e-3
+MNIST_MAX_SHIFT = 2  # pixels: real MNIST digits sit a pixel or two off the box's centre
 
 # A builder returns the tf.Module to save, its signatures, and the method_name of every
 # signature that is not a plain predict signature.
@@ -131,24 +146,147 @@ def build_string_bytes() -> Built:
     return module, {"serving_default": module.predict.get_concrete_function()}, {}
 
 
+# --------------------------------------------------------------------------- mnist
+
+Weights = tuple[npt.NDArray[np.float32], ...]
+
+
+def _shifted(images: npt.NDArray[np.float32], rng: np.random.Generator) -> npt.NDArray[np.float32]:
+    """Each (784,) image moved by its own random offset of up to MNIST_MAX_SHIFT pixels.
+
+    The margin around the 20x20 box is 4 pixels, so rolling never wraps ink around an edge.
+    """
+    side, reach = digits.SIDE, MNIST_MAX_SHIFT
+    squares = images.reshape(-1, side, side)
+    offsets = rng.integers(-reach, reach + 1, size=(len(images), 2))
+    out = np.empty_like(squares)
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            chosen = (offsets[:, 0] == dy) & (offsets[:, 1] == dx)
+            out[chosen] = np.roll(squares[chosen], (dy, dx), axis=(1, 2))
+    return out.reshape(len(images), -1)
+
+
+def train_digits(images: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> Weights:
+    """784 -> MNIST_HIDDEN (ReLU) -> 10, trained with Adam on softmax cross-entropy.
+
+    Plain numpy with one fixed seed: the same weights on every build, in about a second, and
+    no Keras to import. Each epoch sees every image at a fresh small offset.
+    """
+    rng = np.random.default_rng(MNIST_SEED)
+    pixels, hidden = images.shape[1], MNIST_HIDDEN
+    params = [
+        (rng.standard_normal((pixels, hidden)) * np.sqrt(2 / pixels)).astype(np.float32),  # He init for ReLU
+        np.zeros(hidden, np.float32),
+        (rng.standard_normal((hidden, 10)) * np.sqrt(1 / hidden)).astype(np.float32),
+        np.zeros(10, np.float32),
+    ]
+    first, second = [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params]
+    beta1, beta2, steps = 0.9, 0.999, 0
+    one_hot = np.eye(10, dtype=np.float32)[labels]
+    for _ in range(MNIST_EPOCHS):
+        shifted, order = _shifted(images, rng), rng.permutation(len(images))
+        for start in range(0, len(images), MNIST_BATCH):
+            batch = order[start : start + MNIST_BATCH]
+            grads = _gradients(params, shifted[batch], one_hot[batch])
+            steps += 1
+            for param, grad, m, v in zip(params, grads, first, second, strict=True):
+                m[:] = beta1 * m + (1 - beta1) * grad
+                v[:] = beta2 * v + (1 - beta2) * grad * grad
+                m_hat, v_hat = m / (1 - beta1**steps), v / (1 - beta2**steps)
+                param -= (MNIST_LEARNING_RATE * m_hat / (np.sqrt(v_hat) + 1e-8)).astype(np.float32)
+    return tuple(params)
+
+
+def _gradients(
+    params: list[npt.NDArray[np.float32]], x: npt.NDArray[np.float32], y: npt.NDArray[np.float32]
+) -> Weights:
+    """Mean softmax cross-entropy gradients for (w1, b1, w2, b2) on one batch."""
+    w1, b1, w2, b2 = params
+    hidden = np.maximum(x @ w1 + b1, 0)
+    logits = hidden @ w2 + b2
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    d_logits = (probabilities - y) / len(x)
+    d_hidden = (d_logits @ w2.T) * (hidden > 0)
+    return x.T @ d_hidden, d_hidden.sum(axis=0), hidden.T @ d_logits, d_logits.sum(axis=0)
+
+
 class Mnist(tf.Module):
-    """A dense softmax layer with deterministic synthetic weights (no dataset needed)."""
+    """The trained digit classifier, with the signature MNIST clients call."""
 
-    def __init__(self) -> None:
+    def __init__(self, weights: Weights) -> None:
         super().__init__()
-        rng = np.random.RandomState(MNIST_SEED)
-        self.w = tf.Variable(rng.normal(0.0, 0.05, (784, 10)).astype(np.float32), name="w")
-        self.b = tf.Variable(rng.normal(0.0, 0.1, (10,)).astype(np.float32), name="b")
+        w1, b1, w2, b2 = weights
+        self.w1 = tf.Variable(w1, name="w1")
+        self.b1 = tf.Variable(b1, name="b1")
+        self.w2 = tf.Variable(w2, name="w2")
+        self.b2 = tf.Variable(b2, name="b2")
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 784], tf.float32, name="images")])
+    @tf.function(input_signature=[tf.TensorSpec([None, digits.PIXELS], tf.float32, name="images")])
     def predict(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        probabilities = tf.nn.softmax(tf.matmul(images, self.w) + self.b)
+        # The first op multiplies the images by w1: a wrong width fails there, with TF's own text.
+        hidden = tf.nn.relu(tf.matmul(images, self.w1) + self.b1)
+        probabilities = tf.nn.softmax(tf.matmul(hidden, self.w2) + self.b2)
         return {"probabilities": probabilities, "classes": tf.argmax(probabilities, axis=1)}
 
 
 def build_mnist() -> Built:
-    module = Mnist()
+    data = digits.split()
+    module = Mnist(train_digits(data.train_images, data.train_labels))
     return module, {"serving_default": module.predict.get_concrete_function()}, {}
+
+
+# --------------------------------------------------------------------------- dtypes
+
+# Input alias -> its dtype; every output is ``<alias>_out``.
+DTYPES = {
+    "bool": tf.bool,
+    "int8": tf.int8,
+    "uint8": tf.uint8,
+    "int64": tf.int64,
+    "fp16": tf.float16,
+    "fp64": tf.float64,
+    "bytes": tf.string,
+}
+
+
+def _dtype_output(alias: str, value: tf.Tensor) -> tf.Tensor:
+    """Numbers + 1 (wrapping as the dtype does), booleans negated, bytes unchanged.
+
+    Every output differs from its input where it can, so a front that echoed inputs, or
+    mixed two tensors up, would be caught; bytes stay as sent so non-UTF-8 data round-trips.
+    """
+    if value.dtype == tf.bool:
+        return tf.logical_not(value)
+    if value.dtype == tf.string:
+        return tf.identity(value)
+    return value + tf.ones_like(value)
+
+
+def _dtype_function(aliases: list[str]) -> tf.types.experimental.ConcreteFunction:
+    """A signature taking [None]-shaped inputs ``aliases`` and returning ``<alias>_out`` for each."""
+    specs = [tf.TensorSpec([None], DTYPES[alias], name=alias) for alias in aliases]
+
+    def compute(*values: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {f"{alias}_out": _dtype_output(alias, value) for alias, value in zip(aliases, values, strict=True)}
+
+    return tf.function(compute, input_signature=specs).get_concrete_function()
+
+
+def build_dtypes() -> Built:
+    """serving_default carries every datatype; without_fp16 is what TF Serving's JSON can carry.
+
+    TF Serving's REST API (and so the v1 front) cannot write DT_HALF, which would fail any
+    request to serving_default there; ``without_fp16`` and ``fp16`` split it for v1 tests.
+    """
+    everything = list(DTYPES)
+    signatures = {
+        "serving_default": _dtype_function(everything),
+        "without_fp16": _dtype_function([alias for alias in everything if alias != "fp16"]),
+        "fp16": _dtype_function(["fp16"]),
+    }
+    return tf.Module(), signatures, {}
 
 
 # name -> {version -> builder}
@@ -157,6 +295,7 @@ MODELS: dict[str, dict[int, Callable[[], Built]]] = {
     "multi_io": {1: build_multi_io},
     "string_bytes": {1: build_string_bytes},
     "mnist": {1: build_mnist},
+    "dtypes": {1: build_dtypes},
 }
 
 

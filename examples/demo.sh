@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start the ModelServer stand-in on the example models and the gateway in front of it,
-# print working curl commands, and stop both on Ctrl-C. Run through `make demo`.
+# print working curl and client commands, and stop both on Ctrl-C. Run through `make demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -49,9 +49,26 @@ Logs: $LOGS (access.log holds one JSON line per request). Try:
   curl $B/model-serving/demo/metadata
   curl $B/metrics
 
+Example clients (examples/clients/): each sends a handwritten 5 (digit5.png; --image FILE for
+another) to mnist, a small network trained on scikit-learn's digits, and prints the digit it reads.
+TF Serving REST with requests, and TF Serving gRPC with PredictionServiceStub (to ModelServer):
+
+  $PY examples/clients/rest_v1.py --url $B --model mnist
+  $PY examples/clients/rest_v1.py --url $B --deployment digits
+  $PY examples/clients/tfs_grpc.py --url 127.0.0.1:$GRPC_PORT --model mnist
+
+Open Inference Protocol (V2), for the gateway's V2 fronts: tritonclient.http (binary, then JSON),
+kserve's InferenceRESTClient, and tritonclient.grpc (gRPC on 8001):
+
+  $PY examples/clients/v2_http.py --url 127.0.0.1:$PORT --model mnist
+  $PY examples/clients/v2_http.py --url 127.0.0.1:$PORT --model mnist --json
+  $PY examples/clients/v2_kserve.py --url $B --model mnist
+  $PY examples/clients/v2_grpc.py --url 127.0.0.1:8001 --model mnist
+
 Press Ctrl-C to stop.
 MSG
-for cmd in "curl -s -d '{\"instances\": [1.0, 2.0, 5.0]}' $B/v1/models/half_plus_two:predict"; do
+for cmd in "curl -s -d '{\"instances\": [1.0, 2.0, 5.0]}' $B/v1/models/half_plus_two:predict" \
+  "$PY examples/clients/rest_v1.py --url $B --model mnist"; do
   echo "\$ $cmd"; eval "$cmd"; echo
 done
 wait "$GATEWAY_PID"

@@ -67,7 +67,7 @@ HP2_ROUTES = {
     "/model-serving/hp2-canary": 2,
     "/model-serving/hp2/versions/1": 1,
 }
-LATEST = {HALF_PLUS_TWO: 2, "multi_io": 1, "string_bytes": 1, "mnist": 1}
+LATEST = {HALF_PLUS_TWO: 2, "multi_io": 1, "string_bytes": 1, "mnist": 1, "dtypes": 1}
 SERVING_DEFAULT = "serving_default"
 
 

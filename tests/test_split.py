@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from gateway.backend.readiness import ModelCheck, models_to_check
 from gateway.cli import main
 from gateway.config import ConfigError, Settings, SplitArm
 from gateway.routing import split
@@ -236,3 +237,11 @@ def test_a_valid_split_round_trips_through_the_dump() -> None:
         ("x@gpu", 5.0),
     ]
     assert Settings.from_mapping(settings.to_mapping(), env={}) == settings
+
+
+def test_readiness_probes_what_each_arm_serves() -> None:
+    checks = {backend: models_to_check(SETTINGS, backend) for backend in ("default", "gpu")}
+    assert checks == {
+        "default": (ModelCheck("mnist", None), ModelCheck("mnist", 1)),
+        "gpu": (ModelCheck("mnist_v3", None),),
+    }

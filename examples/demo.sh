@@ -24,7 +24,7 @@ for _ in $(seq 1 600); do
 done
 
 "$PY" -m gateway --host 127.0.0.1 --port "$PORT" --backend "127.0.0.1:$GRPC_PORT" \
-  --deployment demo=half_plus_two --deployment digits=mnist >"$LOGS/access.log" 2>"$LOGS/gateway.err" &
+  --config examples/gateway.yaml >"$LOGS/access.log" 2>"$LOGS/gateway.err" &
 GATEWAY_PID=$!
 for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
@@ -47,6 +47,7 @@ Logs: $LOGS (access.log holds one JSON line per request). Try:
   curl -d '{"instances": [{"a": [1, 2, 3], "b": 4, "s": "hi"}]}' $B/v1/models/multi_io:predict
   curl -d '{"inputs": [1.0, 2.0]}' $B/model-serving/demo:predict
   curl $B/model-serving/demo/metadata
+  curl -H 'X-User-ID: dave' -d '{"instances": [1.0]}' $B/model-serving/canary:predict
   curl $B/metrics
 
 Example clients (examples/clients/): each sends a handwritten 5 (digit5.png; --image FILE for

@@ -112,7 +112,8 @@ def banner_examples(path: Path = DEMO) -> list[Example]:
 def demo_gateway_args(backend: str, path: Path = DEMO) -> list[str]:
     """The demo's own ``python -m gateway`` flags, with its backend replaced by ``backend``.
 
-    ``--host`` and ``--port`` are dropped: the caller binds a free loopback port. Every flag
+    ``--host`` and ``--port`` are dropped: the caller binds a free loopback port; a ``--config``
+    path is taken from the repository's root, as the demo does. Every flag
     the demo passes takes one value; an unknown shape raises rather than guessing.
     """
     match = _GATEWAY_COMMAND.search(path.read_text())
@@ -126,5 +127,7 @@ def demo_gateway_args(backend: str, path: Path = DEMO) -> list[str]:
     for flag, value in zip(tokens[::2], tokens[1::2], strict=True):
         if flag in ("--host", "--port"):
             continue
+        if flag == "--config":
+            value = str(REPO / value)  # the demo runs from the repository's root; the test does not
         args += [flag, backend if flag == "--backend" else value]
     return args

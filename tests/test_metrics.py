@@ -34,8 +34,8 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return 0.0 if value is None else value
 
 
-def http_labels(route: str, model: str, version: str, verb: str, code: str) -> dict[str, str]:
-    return {"route": route, "model": model, "version": version, "verb": verb, "code": code}
+def http_labels(route: str, model: str, version: str, verb: str, code: str, arm: str = "") -> dict[str, str]:
+    return {"route": route, "model": model, "version": version, "verb": verb, "code": code, "arm": arm}
 
 
 async def test_predict_is_counted_timed_and_sized(client: GatewayClient, registry: CollectorRegistry) -> None:
@@ -130,7 +130,7 @@ async def test_metrics_page_serves_the_exposition(client: GatewayClient, path: s
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/plain; version=")
         text = await resp.text()
-    assert 'tfs_gateway_http_requests_total{code="200",model="half_plus_two",route="v1_predict"' in text
+    assert 'tfs_gateway_http_requests_total{arm="",code="200",model="half_plus_two",route="v1_predict"' in text
 
 
 async def test_promtool_accepts_a_real_scrape(client: GatewayClient) -> None:

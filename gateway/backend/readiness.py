@@ -9,9 +9,9 @@ passed; otherwise 503 with every check and, for each failed one, why::
                                     "reason": "model half_plus_two: no version is AVAILABLE (1: LOADING)"}}}
 
 A probe asks the backend's ``GetModelStatus`` for every model it must serve (the configured
-deployments' models, and ``health_check.model``); each needs an AVAILABLE version (the pinned
-one, for deployments pinned to a version). A backend with nothing configured is probed by its
-channel's connectivity. Probes set ``tfs_gateway_backend_up``.
+deployments' models, or the models of their split arms, and ``health_check.model``); each needs
+an AVAILABLE version (the pinned one, for deployments and arms that name a version). A backend
+with nothing configured is probed by its channel's connectivity. Probes set ``tfs_gateway_backend_up``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from gateway._pb.tensorflow_serving.apis import get_model_status_pb2
 from gateway.backend.client import STATUS, Backend
 from gateway.codec import messages
-from gateway.config import Settings
+from gateway.config import DeploymentSettings, Settings
 from gateway.errors import BackendError, GatewayError
 from gateway.ops.metrics import Metrics
 
@@ -60,11 +60,21 @@ class ModelCheck:
 
 
 def models_to_check(settings: Settings, backend: str) -> tuple[ModelCheck, ...]:
-    checks = {ModelCheck(d.model, d.version) for d in settings.deployments.values() if d.backend == backend}
+    checks = {check for d in settings.deployments.values() for on, check in _served(d) if on == backend}
     model = settings.backend(backend).health_check.model
     if model is not None:
         checks.add(ModelCheck(model))
     return tuple(sorted(checks, key=lambda c: (c.name, c.version or 0)))
+
+
+def _served(deployment: DeploymentSettings) -> list[tuple[str, ModelCheck]]:
+    """(backend, model check) for what a deployment sends requests to: its pin, or each split arm."""
+    if deployment.split is None:
+        return [(deployment.backend, ModelCheck(deployment.model, deployment.version))]
+    return [
+        (arm.backend or deployment.backend, ModelCheck(arm.model or deployment.model, arm.version))
+        for arm in deployment.split
+    ]
 
 
 def judge_status(check: ModelCheck, reply: get_model_status_pb2.GetModelStatusResponse) -> Check:

@@ -17,6 +17,7 @@ from gateway._pb.tensorflow_serving.apis import (
     get_model_status_pb2,
     input_pb2,
     model_pb2,
+    predict_pb2,
     regression_pb2,
 )
 
@@ -62,6 +63,18 @@ def regress_request(spec: model_pb2.ModelSpec, examples: input_pb2.Input) -> reg
 
 def resolved_version(reply: get_model_metadata_pb2.GetModelMetadataResponse) -> int:
     """The version a metadata reply answered for (what a label resolved to)."""
+    return int(reply.model_spec.version.value)
+
+
+def replied_version(
+    reply: predict_pb2.PredictResponse
+    | classification_pb2.ClassificationResponse
+    | regression_pb2.RegressionResponse
+    | get_model_metadata_pb2.GetModelMetadataResponse,
+) -> int | None:
+    """The version ModelServer says answered, from the reply's ``model_spec``; None if it did not say."""
+    if not reply.HasField("model_spec") or not reply.model_spec.HasField("version"):
+        return None
     return int(reply.model_spec.version.value)
 
 

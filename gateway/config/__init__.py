@@ -27,6 +27,7 @@ from gateway.config.schema import (
     ServerTLS,
     Settings,
     SignatureCacheSettings,
+    SplitArm,
     TimeoutSettings,
 )
 from gateway.config.sources import env_overrides, load_settings, read_yaml
@@ -53,6 +54,7 @@ __all__ = [
     "ServerTLS",
     "Settings",
     "SignatureCacheSettings",
+    "SplitArm",
     "TimeoutSettings",
     "env_overrides",
     "load_settings",

@@ -318,13 +318,46 @@ class ModelsSettings(_Section):
 
 
 @dataclass(frozen=True, slots=True)
+class SplitArm(_Section):
+    """One arm of a deployment's traffic split: a version, a label, or another model and/or backend.
+
+    What an arm leaves out is the deployment's: ``{version: 2}`` is version 2 of the deployment's
+    model on its backend; ``{model: m, backend: gpu}`` is the latest version of ``m`` on ``gpu``.
+    """
+
+    weight: float | None = _ruled(None, gt=0)  # required; relative to the other arms' weights
+    version: int | None = _ruled(None, ge=0)
+    label: str | None = None
+    model: str | None = _ruled(None, pattern=_NAME, hint="a model name")
+    backend: str | None = _ruled(None, pattern=_NAME, hint="a backend name")
+
+    def _check(self, path: str) -> None:
+        if self.weight is None:
+            raise ConfigError(f"{path}.weight", "is required: a positive number")
+        if self.version is not None and self.label is not None:
+            raise ConfigError(path, "names both version and label; give one of them")
+        if self.version is None and self.label is None and self.model is None and self.backend is None:
+            raise ConfigError(path, "names no version, label, model or backend")
+
+    @property
+    def name(self) -> str:
+        """The arm's stable name (``v1``, ``label:canary``, ``mnist_v3@gpu/v3``): its metric label
+        and its identity for sticky hashing, so reordering arms or changing weights keeps it."""
+        where = (self.model or "") + (f"@{self.backend}" if self.backend else "")
+        which = f"v{self.version}" if self.version is not None else f"label:{self.label}" if self.label else ""
+        return "/".join(part for part in (where, which) if part)
+
+
+@dataclass(frozen=True, slots=True)
 class DeploymentSettings(_Section):
-    """Effective settings for ``/model-serving/{id}``: a model, optionally pinned, on a backend."""
+    """Effective settings for ``/model-serving/{id}``: a model, optionally pinned or split, on a backend."""
 
     model: str = _ruled("", pattern=_NAME, hint="a model name")
     backend: str = _ruled("default", pattern=_NAME, hint="a backend name")
     version: int | None = _ruled(None, ge=0)
     label: str | None = None
+    split: tuple[SplitArm, ...] | None = None  # null: no split (every request to the pin or the latest)
+    sticky_header: str | None = _ruled(None, pattern=_HEADER, hint="a header name")
     timeout_seconds: float | None = _ruled(None, gt=0)
     auth: AuthPolicy = field(default_factory=AuthPolicy)
     batching: BatchingSettings = field(default_factory=BatchingSettings)
@@ -332,6 +365,19 @@ class DeploymentSettings(_Section):
     def _check(self, path: str) -> None:
         if self.version is not None and self.label is not None:
             raise ConfigError(path, "pins both version and label; give one of them")
+        if self.split is None:
+            if self.sticky_header is not None:
+                raise ConfigError(f"{path}.sticky_header", "needs a split to choose an arm of")
+            return
+        if not self.split:
+            raise ConfigError(f"{path}.split", "needs at least one arm (leave the key out for no split)")
+        if self.version is not None or self.label is not None:
+            pin = "version" if self.version is not None else "label"
+            raise ConfigError(f"{path}.split", f"cannot be combined with a pinned {pin}; give one of them")
+        names = [arm.name for arm in self.split]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ConfigError(f"{path}.split[{i}]", f"duplicate arm {name!r}")
 
 
 def _default_backends() -> Mapping[str, BackendSettings]:
@@ -410,6 +456,12 @@ class Settings(_Section):
         refs = [("models.default_backend", self.models.default_backend)]
         refs += [(f"models.overrides.{n}.backend", m.backend) for n, m in self.models.overrides.items()]
         refs += [(f"deployments.{n}.backend", d.backend) for n, d in self.deployments.items()]
+        refs += [
+            (f"deployments.{n}.split[{i}].backend", arm.backend)
+            for n, d in self.deployments.items()
+            for i, arm in enumerate(d.split or ())
+            if arm.backend is not None
+        ]
         return refs
 
 
@@ -458,6 +510,9 @@ class _Builder:
     def deployment(self, data: Mapping[str, Any], path: str, draft: Settings) -> DeploymentSettings:
         if "model" not in data:
             raise ConfigError(f"{path}.model", "is required")
+        for later in _NOT_YET:
+            if later in data:
+                raise ConfigError(f"{path}.{later}", "shadow traffic is not supported yet")
         model = self.convert(str, data["model"], f"{path}.model", _MODEL_RULE, None)
         inherited = draft.model_settings(model)
         base = DeploymentSettings(
@@ -540,6 +595,8 @@ class _Builder:
 
 
 _MODEL_RULE = _Rule(pattern=_NAME, hint="a model name")
+# Keys of the issue's deployment contract that are not built yet: an error, never silently ignored.
+_NOT_YET = ("shadow", "shadow_tolerance")
 
 
 def _secret_from_file(file: str, path: str) -> str:

@@ -2,7 +2,8 @@
 
 Labels stay bounded: ``route`` comes from a fixed set, ``model`` is a configured model
 or deployment name or ``other``, ``version`` a number, ``label:<l>`` or ``latest`` (and
-versions and labels are only kept for known models), ``code`` an HTTP status.
+versions and labels are only kept for known models), ``code`` an HTTP status, ``arm`` the
+name of a configured split arm (``v1``, ``label:canary``, ``mnist_v3@gpu``) or "".
 
 With ``--workers N`` every worker writes its values to ``PROMETHEUS_MULTIPROC_DIR`` and the
 metrics page sums them with ``MultiProcessCollector`` (process metrics are then left out:
@@ -68,7 +69,7 @@ class Metrics:
         self.registry = registry
         self.known_models = frozenset(known_models)
         _add_process_collectors(registry)
-        http = ("route", "model", "version", "verb", "code")
+        http = ("route", "model", "version", "verb", "code", "arm")
         self.requests = Counter(
             "http_requests", "HTTP requests answered.", http, namespace=NAMESPACE, registry=registry
         )
@@ -157,21 +158,21 @@ class Metrics:
             multiprocess_mode="max",
         )
         self.build_info.labels(gateway.__version__, platform.python_version()).set(1)
-        self._http: dict[tuple[str, str, str, str, str], HttpChildren] = {}
+        self._http: dict[tuple[str, str, str, str, str, str], HttpChildren] = {}
         # Bound once: the dispatcher moves one of these up and down on every request.
         self.in_flight_by_route = {route: self.in_flight.labels(route) for route in ROUTES}
         for result in ("hit", "miss"):
             self.signature_cache.labels(result)
         self.set_backends(backends)
 
-    def http_children(self, route: str, model: str, version: str, verb: str, code: str) -> HttpChildren:
+    def http_children(self, route: str, model: str, version: str, verb: str, code: str, arm: str = "") -> HttpChildren:
         """The four per-request series for one label set, bound once and then reused.
 
         ``labels()`` validates, stringifies and locks on every call, about a microsecond each;
         a request needs four. Label values are bounded (routes, configured models), and the
         cache is cleared if hostile version numbers ever make it large.
         """
-        key = (route, model, version, verb, code)
+        key = (route, model, version, verb, code, arm)
         children = self._http.get(key)
         if children is None:
             if len(self._http) >= _MAX_BOUND_CHILDREN:

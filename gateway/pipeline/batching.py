@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +26,16 @@ from gateway.config import BatchingSettings
 from gateway.errors import GatewayError
 
 Arrays = dict[str, npt.NDArray[Any]]
-Call = Callable[[bytes], Awaitable[Arrays]]
+
+
+class Answer(NamedTuple):
+    """A Predict reply decoded: the output arrays, and the version ModelServer says answered."""
+
+    outputs: Arrays
+    version: int | None
+
+
+Call = Callable[[bytes], Awaitable[Answer]]
 
 
 def rows_of(tensors: Mapping[str, Tensor]) -> int | None:
@@ -56,7 +65,7 @@ def batch_key(
 class _Member:
     tensors: Mapping[str, Tensor]
     rows: int
-    future: asyncio.Future[Arrays | None]
+    future: asyncio.Future[Answer | None]
 
 
 @dataclass(slots=True)
@@ -109,7 +118,7 @@ class Batcher:
         tensors: Mapping[str, Tensor],
         rows: int,
         start: Callable[[], _Batch],
-    ) -> Arrays | None:
+    ) -> Answer | None:
         """This request's own output rows, or None: then the caller sends it alone."""
         batch = self._open.get(key)
         if batch is not None and batch.rows + rows > settings.max_batch_size:
@@ -118,7 +127,7 @@ class Batcher:
         if batch is None:
             batch = self._open[key] = start()
             batch.timer = asyncio.get_running_loop().call_later(settings.window_seconds, self._flush, key)
-        future: asyncio.Future[Arrays | None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
         batch.members.append(_Member(tensors, rows, future))
         batch.rows += rows
         if batch.rows >= settings.max_batch_size:
@@ -139,23 +148,24 @@ class Batcher:
     async def _send(self, batch: _Batch) -> None:
         members = batch.members
         parts: list[Arrays] | None = None
+        version = None
         if len(members) > 1:
             batch.observe(len(members))
             try:
-                outputs = await batch.call(wire.predict_request(batch.spec, merge(members)))
+                outputs, version = await batch.call(wire.predict_request(batch.spec, merge(members)))
                 parts = split(outputs, members)
             except GatewayError:
                 parts = None  # each member retries alone and gets its own answer or error
             except BaseException:
-                _settle(members, None)
+                _settle(members, None, None)
                 raise
-        _settle(members, parts)
+        _settle(members, parts, version)
 
 
-def _settle(members: list[_Member], parts: list[Arrays] | None) -> None:
+def _settle(members: list[_Member], parts: list[Arrays] | None, version: int | None) -> None:
     for index, member in enumerate(members):
         if not member.future.done():
-            member.future.set_result(None if parts is None else parts[index])
+            member.future.set_result(None if parts is None else Answer(parts[index], version))
 
 
 async def predict(
@@ -167,16 +177,17 @@ async def predict(
     tensors: Mapping[str, Tensor],
     call: Call,
     observe: Callable[[int], None],
-) -> Arrays:
+) -> Answer:
     """The outputs of one validated predict: through a batch when ``settings`` and ``sig`` allow it.
 
-    ``call`` sends a serialised PredictRequest and decodes the reply; ``observe`` records the size
+    ``call`` sends a serialised PredictRequest and decodes the reply (a merged call's version is
+    every member's, since they share one servable); ``observe`` records the size
     of each merged batch.
     """
     if settings.enabled:
         rows = rows_of(tensors)
         if rows is not None and rows < settings.max_batch_size and messages.batchable(sig):
-            outputs = await batcher.submit(key, settings, tensors, rows, lambda: _Batch(call, spec, observe))
-            if outputs is not None:
-                return outputs
+            answer = await batcher.submit(key, settings, tensors, rows, lambda: _Batch(call, spec, observe))
+            if answer is not None:
+                return answer
     return await call(wire.predict_request(spec, tensors))

@@ -8,6 +8,7 @@ invalidation when a backend says a servable is gone.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,11 +40,13 @@ class RequestInfo:
     label: str | None = None
     backend: str = ""
     grpc_code: str = ""
+    arm: str = ""  # the deployment's split arm, "" when there was no split
+    served_version: int | None = None  # the version ModelServer says answered (its reply's model_spec)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def bound(self, binding: Binding) -> None:
         self.model, self.version, self.label = binding.name, binding.version, binding.label
-        self.backend = binding.backend
+        self.backend, self.arm = binding.backend, binding.arm
 
 
 @dataclass(slots=True)
@@ -54,6 +57,8 @@ class Services:
     signature_cache: SignatureCache
     limits: codec.Limits
     batcher: Batcher = field(default_factory=Batcher)
+    # Draws the arm of a traffic split; tests seed it (``services.rng.seed(n)``) to make splits repeatable.
+    rng: random.Random = field(default_factory=random.Random)
     authenticator: Authenticator = field(init=False)
 
     def __post_init__(self) -> None:

@@ -9,7 +9,9 @@ then does everything that does not depend on the wire format, in this order::
         ->  micro-batching  ->  backend call (deadline, retries, breaker)  ->  reply decoded
 
 and returns plain results: output arrays for predict, reply messages for the others, which
-the front encodes in its own format. Verbs raise only ``GatewayError``s.
+the front encodes in its own format. Verbs raise only ``GatewayError``s. The version that
+answered, as ModelServer's reply states it, is recorded in ``info.served_version`` for the
+front to report (REST: the ``X-Model-Version`` header).
 
 The conversion step is the front's, passed in as ``decode``: REST v1 turns JSON into tensors
 with the signature's dtypes, other fronts bring their own typed tensors. ``size`` (the bytes
@@ -19,7 +21,7 @@ with the signature's dtypes, other fronts bring their own typed tensors. ``size`
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy.typing as npt
 
@@ -43,31 +45,34 @@ async def predict(
     tensors = await offload.run(size, decode, sig)
     spec = binding.model_spec(signature_name)
 
-    async def call(payload: bytes) -> Outputs:
-        return codec.output_arrays(await services.call(binding, PREDICT, payload, info))
+    async def call(payload: bytes) -> batching.Answer:
+        reply = await services.call(binding, PREDICT, payload, info)
+        return batching.Answer(codec.output_arrays(reply), messages.replied_version(reply))
 
     settings = binding.settings.batching
     if not settings.enabled:
-        return await call(wire.predict_request(spec, tensors))
-    key = batching.batch_key(binding.servable, signature_name, tensors)
-    observe = services.metrics.batch_size.labels(services.metrics.model_label(binding.name)).observe
-    outputs = await batching.predict(services.batcher, settings, key, sig, spec, tensors, call, observe)
-    info.grpc_code = info.grpc_code or "OK"  # a batch member's call was made on another's behalf
-    return outputs
+        answer = await call(wire.predict_request(spec, tensors))
+    else:
+        key = batching.batch_key(binding.servable, signature_name, tensors)
+        observe = services.metrics.batch_size.labels(services.metrics.model_label(binding.name)).observe
+        answer = await batching.predict(services.batcher, settings, key, sig, spec, tensors, call, observe)
+        info.grpc_code = info.grpc_code or "OK"  # a batch member's call was made on another's behalf
+    info.served_version = answer.version
+    return answer.outputs
 
 
 async def classify(
     services: Services, binding: Binding, info: RequestInfo, signature_name: str, examples: messages.Examples
 ) -> messages.ClassifyReply:
     request = messages.classify_request(binding.model_spec(signature_name), examples)
-    return await services.call(binding, CLASSIFY, request, info)
+    return _served(info, await services.call(binding, CLASSIFY, request, info))
 
 
 async def regress(
     services: Services, binding: Binding, info: RequestInfo, signature_name: str, examples: messages.Examples
 ) -> messages.RegressReply:
     request = messages.regress_request(binding.model_spec(signature_name), examples)
-    return await services.call(binding, REGRESS, request, info)
+    return _served(info, await services.call(binding, REGRESS, request, info))
 
 
 async def status(services: Services, binding: Binding, info: RequestInfo) -> messages.StatusReply:
@@ -78,4 +83,12 @@ async def status(services: Services, binding: Binding, info: RequestInfo) -> mes
 
 
 async def metadata(services: Services, binding: Binding, info: RequestInfo) -> messages.MetadataReply:
-    return await services.metadata(binding, info)
+    return _served(info, await services.metadata(binding, info))
+
+
+Reply = TypeVar("Reply", messages.ClassifyReply, messages.RegressReply, messages.MetadataReply)
+
+
+def _served(info: RequestInfo, reply: Reply) -> Reply:
+    info.served_version = messages.replied_version(reply)
+    return reply

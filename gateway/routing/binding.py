@@ -2,19 +2,24 @@
 
 ``/v1/models/{name}`` names a model directly; ``/model-serving/{id}`` names a
 deployment, which config maps to a model on a backend and may pin a version or
-label. A version or label in the URL takes precedence over the pin, so a client
-can still reach another version of the same deployment explicitly.
+label, or split its traffic between arms (``gateway.routing.split``). A version or
+label in the URL takes precedence over the pin and the split, so a client can still
+reach another version of the same deployment explicitly.
+
+Pure apart from the split's random draw, which comes from the ``rng`` passed in.
 """
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from gateway.codec import messages
-from gateway.config import DeploymentSettings, ModelSettings, Settings
+from gateway.config import DeploymentSettings, ModelSettings, Settings, SplitArm
 from gateway.errors import InvalidArgument, NotFound
+from gateway.routing import split
 from gateway.routing.routes import Target
 
 _GRPC_TIMEOUT = re.compile(r"(\d{1,8})([HMSmun])")
@@ -30,6 +35,7 @@ class Binding:
     timeout_seconds: float
     name: str  # what the URL named: the model, or the deployment id
     settings: ModelSettings | DeploymentSettings  # auth and batching policy for this route
+    arm: str = ""  # the split arm's name; "" when the deployment has no split or the URL chose
 
     def pinned(self, version: int) -> Binding:
         return replace(self, version=version, label=None)
@@ -43,21 +49,59 @@ class Binding:
         return self.backend, self.model, self.version, self.label
 
 
-def bind(settings: Settings, target: Target, client_seconds: float | None = None) -> Binding:
-    """Resolve what the URL named into a backend call's coordinates."""
-    route: ModelSettings | DeploymentSettings
-    if target.family == "deployment":
-        deployment = settings.deployment(target.name)
-        if deployment is None:
-            raise NotFound(f"Deployment not found: {target.name}", details={"deployment": target.name})
-        route, model, pin = deployment, deployment.model, (deployment.version, deployment.label)
+_NO_HEADERS: Mapping[str, str] = {}
+_RNG = random.Random()
+
+
+def bind(
+    settings: Settings,
+    target: Target,
+    client_seconds: float | None = None,
+    headers: Mapping[str, str] = _NO_HEADERS,
+    rng: random.Random = _RNG,
+) -> Binding:
+    """Resolve what the URL named into a backend call's coordinates.
+
+    For a deployment with a ``split`` and no version or label in the URL, one arm is chosen:
+    by ``headers[sticky_header]`` when the deployment has one and the request carries it,
+    else by a draw from ``rng``.
+    """
+    metadata = target.kind in ("status", "metadata")
+    if target.family != "deployment":
+        route = settings.model_settings(target.name)
+        timeout = settings.timeout_for(route, client_seconds, metadata=metadata)
+        return Binding(route.backend, target.name, target.version, target.label, timeout, target.name, route)
+    deployment = settings.deployment(target.name)
+    if deployment is None:
+        raise NotFound(f"Deployment not found: {target.name}", details={"deployment": target.name})
+    if target.version is not None or target.label is not None:
+        version, label = target.version, target.label
+    elif deployment.split is None:
+        version, label = deployment.version, deployment.label
     else:
-        route, model, pin = settings.model_settings(target.name), target.name, (None, None)
-    version, label = target.version, target.label
-    if version is None and label is None:
-        version, label = pin
-    timeout = settings.timeout_for(route, client_seconds, metadata=target.kind in ("status", "metadata"))
-    return Binding(route.backend, model, version, label, timeout, target.name, route)
+        arm = split.choose(deployment.split, _sticky(deployment, headers), rng)
+        return _bind_arm(settings, target, deployment, arm, client_seconds)
+    timeout = settings.timeout_for(deployment, client_seconds, metadata=metadata)
+    return Binding(deployment.backend, deployment.model, version, label, timeout, target.name, deployment)
+
+
+def _bind_arm(
+    settings: Settings,
+    target: Target,
+    deployment: DeploymentSettings,
+    arm: SplitArm,
+    client_seconds: float | None,
+) -> Binding:
+    backend = arm.backend or deployment.backend
+    # The arm's backend brings its own timeout_seconds; the deployment's own timeout still wins.
+    policy = deployment if backend == deployment.backend else replace(deployment, backend=backend)
+    timeout = settings.timeout_for(policy, client_seconds, metadata=target.kind in ("status", "metadata"))
+    model = arm.model or deployment.model
+    return Binding(backend, model, arm.version, arm.label, timeout, target.name, deployment, arm.name)
+
+
+def _sticky(deployment: DeploymentSettings, headers: Mapping[str, str]) -> str | None:
+    return headers.get(deployment.sticky_header) if deployment.sticky_header is not None else None
 
 
 def client_timeout(headers: Mapping[str, str]) -> float | None:

@@ -44,7 +44,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     in_flight = services.metrics.in_flight_by_route[target.route]
     in_flight.inc()
     try:
-        binding = bind(services.settings, target, client_timeout(request.headers))
+        headers = request.headers
+        binding = bind(services.settings, target, client_timeout(headers), headers, services.rng)
         info.bound(binding)
         return await rest_v1.API[target.kind](request, services, binding, info)
     finally:

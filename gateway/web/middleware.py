@@ -2,7 +2,8 @@
 
 1. pins the request to the current ``Services`` generation, so a config reload never changes
    settings or backends under a request in flight;
-2. takes ``X-Request-ID`` from the client or makes one, and echoes it;
+2. takes ``X-Request-ID`` from the client or makes one, and echoes it; adds ``X-Model-Version``
+   when a model call's reply said which version answered (``RequestInfo.served_version``);
 3. answers CORS preflights and adds CORS headers to every answer (when CORS is on);
 4. turns every exception into an answer: ``GatewayError``s render through the one renderer;
    aiohttp's own errors are translated first (``web.HTTPException``s keep their status, the
@@ -49,6 +50,7 @@ from gateway.web.responses import json_response
 log = logging.getLogger("tfs_gateway")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+MODEL_VERSION_HEADER = "X-Model-Version"  # the version ModelServer's reply says answered
 _MAX_REQUEST_ID = 128
 
 
@@ -105,6 +107,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             if large:
                 edge.trimmer.leave()
         response.headers[REQUEST_ID_HEADER] = info.request_id
+        if info.served_version is not None:
+            response.headers[MODEL_VERSION_HEADER] = str(info.served_version)
         if origin is not None and edge.cors is not None and not preflight:
             # A preflight carries its own allowances, and a refused one must carry none.
             edge.cors.decorate(response, origin)
@@ -154,7 +158,7 @@ def observe(
     version = metrics.version_label(model, info.version, info.label) if model else ""
     code = str(response.status)
     bytes_in, bytes_out = request.content_length or 0, _bytes_out(response)
-    series = metrics.http_children(info.route, model, version, info.verb, code)
+    series = metrics.http_children(info.route, model, version, info.verb, code, info.arm)
     series.requests.inc()
     series.latency.observe(elapsed)
     series.request_size.observe(bytes_in)

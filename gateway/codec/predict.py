@@ -470,6 +470,13 @@ def encode_predict_response(response: predict_pb2.PredictResponse, fmt: Format) 
     return encode_outputs(output_arrays(response), fmt)
 
 
+def served_version(response: predict_pb2.PredictResponse) -> int | None:
+    """The version ModelServer says answered, when it says."""
+    if response.HasField("model_spec") and response.model_spec.HasField("version"):
+        return int(response.model_spec.version.value)
+    return None
+
+
 def output_arrays(response: predict_pb2.PredictResponse) -> dict[str, npt.NDArray[Any]]:
     return {alias: from_proto(response.outputs[alias]) for alias in sorted(response.outputs)}
 

@@ -40,6 +40,8 @@ class RequestInfo:
     backend: str = ""
     grpc_code: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    served_version: int | None = None  # the version a Predict reply says answered
+    compress: bool = True  # whether the answer may be gzipped (OIP gzips only 200 infer replies)
 
     def bound(self, binding: Binding) -> None:
         self.model, self.version, self.label = binding.name, binding.version, binding.label

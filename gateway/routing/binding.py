@@ -4,6 +4,10 @@
 deployment, which config maps to a model on a backend and may pin a version or
 label. A version or label in the URL takes precedence over the pin, so a client
 can still reach another version of the same deployment explicitly.
+
+The Open Inference Protocol's deployment form names a model too
+(``/model-serving/{id}/v2/models/{model}/...``): it must be the deployment id or the
+deployment's model, or the request is a 404 (OIP §9).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from gateway.errors import InvalidArgument, NotFound
 from gateway.routing.routes import Target
 
 _GRPC_TIMEOUT = re.compile(r"(\d{1,8})([HMSmun])")
+_METADATA_KINDS = frozenset({"status", "metadata", "live", "ready", "server_metadata", "model_ready", "model_metadata"})
 _GRPC_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
@@ -51,12 +56,17 @@ def bind(settings: Settings, target: Target, client_seconds: float | None = None
         if deployment is None:
             raise NotFound(f"Deployment not found: {target.name}", details={"deployment": target.name})
         route, model, pin = deployment, deployment.model, (deployment.version, deployment.label)
+        if target.model is not None and target.model not in (target.name, deployment.model):
+            raise NotFound(
+                f"Model {target.model} is not served by deployment {target.name}",
+                details={"deployment": target.name, "model": target.model},
+            )
     else:
         route, model, pin = settings.model_settings(target.name), target.name, (None, None)
     version, label = target.version, target.label
     if version is None and label is None:
         version, label = pin
-    timeout = settings.timeout_for(route, client_seconds, metadata=target.kind in ("status", "metadata"))
+    timeout = settings.timeout_for(route, client_seconds, metadata=target.kind in _METADATA_KINDS)
     return Binding(route.backend, model, version, label, timeout, target.name, route)
 
 

@@ -207,7 +207,7 @@ def _binary_size(entry: dict[str, Any], name: str) -> int | None:
 def _attach_segments(inputs: list[Input], entries: list[Any], body: bytes, header_bytes: int | None) -> None:
     """Slice each binary input's segment off the body; the sizes must cover it exactly."""
     view = memoryview(body)
-    offset = header_bytes or 0
+    offset = len(body) if header_bytes is None else header_bytes
     for item, entry in zip(inputs, entries, strict=True):
         size = _binary_size(entry, item.name)
         if size is None:
@@ -226,10 +226,11 @@ def _attach_segments(inputs: list[Input], entries: list[Any], body: bytes, heade
         item.raw = view[offset : offset + size]
         offset += size
     if offset != len(body):
+        assert header_bytes is not None  # without it the JSON is the whole body
         raise BinaryFraming(
-            f"binary_data_size values sum to {offset - (header_bytes or 0)} bytes, "
-            f"but {len(body) - (header_bytes or 0)} follow the JSON header",
-            details={"body_length": len(body), "header_length": header_bytes or 0},
+            f"binary_data_size values sum to {offset - header_bytes} bytes, "
+            f"but {len(body) - header_bytes} follow the JSON header",
+            details={"body_length": len(body), "header_length": header_bytes},
         )
 
 
@@ -623,9 +624,14 @@ def encode_model_metadata(
             "platform": PLATFORM,
             "inputs": _tensor_metadata(sig.inputs),
             "outputs": _tensor_metadata(sig.outputs),
-            "properties": {"signature_name": chosen, "signatures": ",".join(sorted(sigs))},
+            "properties": {"signature_name": chosen, "signatures": ",".join(_callable(sigs))},
         }
     )
+
+
+def _callable(sigs: Mapping[str, meta_graph_pb2.SignatureDef]) -> list[str]:
+    """Signature keys a client can name, sorted: SavedModel's own ``__saved_model_init_op`` is not one."""
+    return sorted(key for key in sigs if not key.startswith("__"))
 
 
 def _tensor_metadata(infos: Mapping[str, meta_graph_pb2.TensorInfo]) -> list[dict[str, Any]]:

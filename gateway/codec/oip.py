@@ -385,11 +385,7 @@ def _from_json(item: Input, dtype: DType, count: int) -> npt.NDArray[Any] | list
     if dtype.name == "bool":
         array = _numbers(flat, "b") if types <= {bool} else None
     elif dtype.is_int:
-        array = _numbers(flat, "iu") if types <= {int} else None
-        if array is not None and array.size:
-            assert dtype.lo is not None and dtype.hi is not None
-            if int(array.min()) < dtype.lo or int(array.max()) > dtype.hi:
-                array = None
+        array = _integers(flat, dtype) if types <= {int} else None
     elif types <= {int, float}:
         array = _numbers(flat, "iuf")
     elif types <= {int, float, str}:
@@ -420,6 +416,18 @@ def _numbers(flat: list[Any], kinds: str) -> npt.NDArray[Any] | None:
     if array.dtype.kind in "iu" and "f" in kinds:
         array = array.astype(np.float64)  # JSON numbers are doubles first, then the tensor's dtype
     return array if array.ndim == 1 and array.dtype.kind in kinds else None
+
+
+def _integers(flat: list[Any], dtype: DType) -> npt.NDArray[Any] | None:
+    """JSON integers as int64 (uint64 for UINT64: numpy's own guess fails above 2**63), in range."""
+    try:
+        array = np.array(flat, dtype=np.uint64 if dtype.name == "uint64" else np.int64)
+    except (OverflowError, ValueError):
+        return None
+    assert dtype.lo is not None and dtype.hi is not None
+    if array.size and (int(array.min()) < dtype.lo or int(array.max()) > dtype.hi):
+        return None
+    return array
 
 
 def _non_finite(flat: list[Any]) -> npt.NDArray[Any] | None:

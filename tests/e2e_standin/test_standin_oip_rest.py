@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import re
 import struct
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,16 +64,21 @@ async def server(standin: DevServer, aiohttp_server: Callable[..., Any]) -> Asyn
         }
     )
     gateway: TestServer = await aiohttp_server(create_app(settings, registry=CollectorRegistry(), probes=True))
+    await wait_ready(gateway)
+    yield gateway
+
+
+async def wait_ready(gateway: TestServer) -> None:
+    """Until /readyz passes: the readiness probes run in the background from startup."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + READY_DEADLINE_SECONDS
     async with ClientSession() as session:
         while True:
             async with session.get(gateway.make_url("/readyz")) as reply:
                 if reply.status == 200:
-                    break
+                    return
                 assert loop.time() < deadline, await reply.text()
             await asyncio.sleep(0.05)
-    yield gateway
 
 
 def host(server: TestServer, base: str = "") -> str:
@@ -575,3 +582,31 @@ async def test_metadata_is_never_gzipped_infer_is(server: TestServer) -> None:
             assert reply.status == 200
             assert reply.headers["Content-Encoding"] == "gzip"
             assert json.loads(gzip.decompress(await reply.read()))["model_name"] == "mnist"
+
+
+# --------------------------------------------------------------------------- the README's example
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+_README_BLOCKS = re.compile(
+    r"## Open Inference Protocol \(V2\)\n.*?```python\n(?P<code>.*?)```\n\nprints\n\n```text\n(?P<out>.*?)```",
+    re.DOTALL,
+)
+
+
+async def test_readme_tritonclient_example_prints_what_the_readme_shows(
+    standin: DevServer, aiohttp_server: Callable[..., Any]
+) -> None:
+    match = _README_BLOCKS.search(README.read_text(encoding="utf-8"))
+    assert match is not None, "README lost its Open Inference Protocol example"
+    settings = Settings.from_mapping(
+        {"backends": {"default": {"targets": [standin.address]}}, "deployments": {"demo": {"model": HALF_PLUS_TWO}}}
+    )
+    gateway: TestServer = await aiohttp_server(create_app(settings, registry=CollectorRegistry(), probes=True))
+    await wait_ready(gateway)
+    code = match.group("code").replace("localhost:8501", f"127.0.0.1:{gateway.port}")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert out.decode() == match.group("out")

@@ -20,10 +20,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+import requests
 import tritonclient.http as triton
 import tritonclient.http.aio as triton_aio
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from tritonclient.utils import InferenceServerException
 
@@ -57,13 +60,13 @@ READY_DEADLINE_SECONDS = 30.0
 @pytest.fixture
 async def server(standin: DevServer, aiohttp_server: Callable[..., Any]) -> AsyncIterator[TestServer]:
     """A gateway in front of the stand-in, once its readiness probes have passed (they run in the background)."""
-    settings = Settings.from_mapping(
+    config = Settings.from_mapping(
         {
             "backends": {"default": {"targets": [standin.address]}},
             "deployments": {name: dict(spec) for name, spec in DEPLOYMENTS.items()},
         }
     )
-    gateway: TestServer = await aiohttp_server(create_app(settings, registry=CollectorRegistry(), probes=True))
+    gateway: TestServer = await aiohttp_server(create_app(config, registry=CollectorRegistry(), probes=True))
     await wait_ready(gateway)
     yield gateway
 
@@ -598,10 +601,10 @@ async def test_readme_tritonclient_example_prints_what_the_readme_shows(
 ) -> None:
     match = _README_BLOCKS.search(README.read_text(encoding="utf-8"))
     assert match is not None, "README lost its Open Inference Protocol example"
-    settings = Settings.from_mapping(
+    config = Settings.from_mapping(
         {"backends": {"default": {"targets": [standin.address]}}, "deployments": {"demo": {"model": HALF_PLUS_TWO}}}
     )
-    gateway: TestServer = await aiohttp_server(create_app(settings, registry=CollectorRegistry(), probes=True))
+    gateway: TestServer = await aiohttp_server(create_app(config, registry=CollectorRegistry(), probes=True))
     await wait_ready(gateway)
     code = match.group("code").replace("localhost:8501", f"127.0.0.1:{gateway.port}")
     proc = await asyncio.create_subprocess_exec(
@@ -610,3 +613,42 @@ async def test_readme_tritonclient_example_prints_what_the_readme_shows(
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     assert out.decode() == match.group("out")
+
+
+# --------------------------------------------------------------------------- framing fuzz through the socket
+
+
+HEADER_TEXT = "0123456789 +-.xe"  # what a header value may carry (aiohttp itself refuses control bytes)
+
+
+@st.composite
+def hostile_infer(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+    """A half_plus_two infer body with hostile binary framing, and its headers."""
+    count = draw(st.integers(0, 4))
+    entry: dict[str, Any] = {"name": draw(st.sampled_from(["x", "x", "y"])), "datatype": "FP32", "shape": [count]}
+    size = draw(st.one_of(st.just(4 * count), st.integers(-2, 24), st.sampled_from([2**40, 1.0, "4"])))
+    entry["parameters"] = {"binary_data_size": size}
+    header = json.dumps({"inputs": [entry]}).encode()
+    tail = draw(st.binary(max_size=24))
+    length = draw(
+        st.one_of(
+            st.just(str(len(header))), st.integers(-1, len(header) + 30).map(str), st.text(HEADER_TEXT, max_size=4)
+        )
+    )
+    headers = {} if draw(st.booleans()) and length == str(len(header)) else {"Inference-Header-Content-Length": length}
+    return header + tail, headers
+
+
+async def test_hostile_binary_framing_gets_a_4xx_or_an_answer_never_a_5xx(server: TestServer) -> None:
+    url = str(server.make_url(f"/v2/models/{HALF_PLUS_TWO}/infer"))
+
+    @settings(max_examples=80, deadline=None, derandomize=True, database=None)
+    @given(case=hostile_infer())
+    def check(case: tuple[bytes, dict[str, str]]) -> None:
+        body, headers = case
+        reply = requests.post(url, data=body, headers=headers, timeout=30)
+        assert reply.status_code < 500, reply.text
+        if reply.status_code >= 300:
+            assert reply.status_code >= 400 and next(iter(reply.json())) == "error", reply.text
+
+    await asyncio.to_thread(check)

@@ -5,6 +5,8 @@
     GatewayError                    status, reason token, message, details, headers
     ├── MalformedRequest     400    URL grammar (TF Serving: "Malformed request: GET /v1/foo")
     ├── InvalidArgument      400    JSON body and tensor conversion problems
+    │   ├── BinaryFraming    400    OIP binary tensor data that does not add up
+    │   └── OutputNotUtf8    400    an OIP BYTES output JSON cannot carry (binary_data needed)
     ├── Unimplemented        501    dtypes the REST API cannot express (columnar format)
     ├── NotFound             404    unknown path or deployment
     ├── MethodNotAllowed     405
@@ -17,6 +19,7 @@
     ├── HttpError            4xx/5xx  an aiohttp HTTP error with no counterpart here, its status kept
     ├── InternalError        500    a bug: logged with its traceback, answered without it
     ├── Overloaded           503    shed load (carries Retry-After)
+    ├── NotReady             503    OIP health and model readiness that fail (details say why)
     └── BackendError         the backend's gRPC status, mapped by ``http_status_for``
         ├── BadGateway           502  a reply that does not parse (INTERNAL towards gRPC clients)
         ├── BackendUnavailable   503  cannot reach the backend
@@ -109,6 +112,18 @@ class InvalidArgument(GatewayError):
     reason = "invalid_argument"
 
 
+class BinaryFraming(InvalidArgument):
+    """The Open Inference Protocol's binary tensor data does not frame (spec OIP §6)."""
+
+    reason = "binary_framing"
+
+
+class OutputNotUtf8(InvalidArgument):
+    """A BYTES output that JSON text cannot carry; the client must ask for binary_data (OIP §4)."""
+
+    reason = "output_not_utf8"
+
+
 class Unimplemented(GatewayError):
     grpc_status = grpc.StatusCode.UNIMPLEMENTED
     status = 501
@@ -185,6 +200,14 @@ class Overloaded(GatewayError):
     grpc_status = grpc.StatusCode.UNAVAILABLE
     status = 503
     reason = "overloaded"
+
+
+class NotReady(GatewayError):
+    """The gateway, or a model behind it, is not ready to serve (OIP health and model ready)."""
+
+    grpc_status = grpc.StatusCode.UNAVAILABLE
+    status = 503
+    reason = "not_ready"
 
 
 class InternalError(GatewayError):

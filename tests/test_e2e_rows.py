@@ -609,7 +609,7 @@ GRAMMAR_ROWS = [
     ),
     # Our improvement: paths outside /v1/ and /model-serving/ get a JSON 404, not libevent's HTML.
     Row("outside-root", "GET", "/", expect_status=404, expect_json=envelope),
-    Row("outside-v2", "GET", "/v2/models/half_plus_two", expect_status=404, expect_json=envelope),
+    Row("outside-v3", "GET", "/v3/models/half_plus_two", expect_status=404, expect_json=envelope),
     Row("outside-bare-v1", "GET", "/v1", expect_status=404, expect_json=envelope),
     Row("outside-post", "POST", "/predict", PREDICT_BODY, expect_status=404, expect_json=envelope),
     Row("wrong-method-put", "PUT", V1, PREDICT_BODY, expect_status=405, expect_json=envelope),

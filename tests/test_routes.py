@@ -95,7 +95,7 @@ def test_version_overflowing_int64_is_a_json_400() -> None:
     assert route("GET", f"/v1/models/m/versions/{2**63 - 1}") == Target("v1", "status", "m", version=2**63 - 1)
 
 
-@pytest.mark.parametrize("path", ["/", "/v1", "/v2/models/m", "/index.html", "/model-serving"])
+@pytest.mark.parametrize("path", ["/", "/v1", "/v3/models/m", "/v2x/models/m", "/index.html", "/model-serving"])
 def test_paths_outside_the_api_are_404(path: str) -> None:
     with pytest.raises(NotFound):
         route("GET", path)

@@ -46,6 +46,11 @@ API_ROUTES = tuple(
     f"{family}_{kind}"
     for family in ("v1", "deployment")
     for kind in ("status", "metadata", "predict", "classify", "regress")
+) + tuple(
+    # The Open Inference Protocol's routes, under /v2 and /model-serving/{id}/v2.
+    f"{family}_{kind}"
+    for family in ("v2", "deployment_v2")
+    for kind in ("live", "ready", "server_metadata", "model_ready", "model_metadata", "infer")
 )
 ROUTES = (*API_ROUTES, "healthz", "readyz", "metrics", "unmatched")
 

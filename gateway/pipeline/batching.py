@@ -52,13 +52,17 @@ class BatchKey:
     servable: tuple[str, str, int | None, str | None]  # backend, model, version, label
     signature: str
     inputs: tuple[tuple[str, int, tuple[int, ...]], ...]  # alias, dtype, shape without dim 0
+    output_filter: tuple[str, ...] = ()  # the outputs asked for; () means all
 
 
 def batch_key(
-    servable: tuple[str, str, int | None, str | None], signature: str, tensors: Mapping[str, Tensor]
+    servable: tuple[str, str, int | None, str | None],
+    signature: str,
+    tensors: Mapping[str, Tensor],
+    output_filter: tuple[str, ...] = (),
 ) -> BatchKey:
     inputs = tuple((alias, t.dtype.enum, t.shape[1:]) for alias, t in sorted(tensors.items()))
-    return BatchKey(servable, signature, inputs)
+    return BatchKey(servable, signature, inputs, output_filter)
 
 
 @dataclass(slots=True)
@@ -73,6 +77,7 @@ class _Batch:
     call: Call
     spec: messages.ModelSpec
     observe: Callable[[int], None]
+    output_filter: tuple[str, ...] = ()
     members: list[_Member] = field(default_factory=list)
     rows: int = 0
     timer: asyncio.TimerHandle | None = None
@@ -152,7 +157,9 @@ class Batcher:
         if len(members) > 1:
             batch.observe(len(members))
             try:
-                outputs, version = await batch.call(wire.predict_request(batch.spec, merge(members)))
+                outputs, version = await batch.call(
+                    wire.predict_request(batch.spec, merge(members), batch.output_filter)
+                )
                 parts = split(outputs, members)
             except GatewayError:
                 parts = None  # each member retries alone and gets its own answer or error
@@ -187,7 +194,8 @@ async def predict(
     if settings.enabled:
         rows = rows_of(tensors)
         if rows is not None and rows < settings.max_batch_size and messages.batchable(sig):
-            answer = await batcher.submit(key, settings, tensors, rows, lambda: _Batch(call, spec, observe))
+            start = lambda: _Batch(call, spec, observe, key.output_filter)  # noqa: E731
+            answer = await batcher.submit(key, settings, tensors, rows, start)
             if answer is not None:
                 return answer
-    return await call(wire.predict_request(spec, tensors))
+    return await call(wire.predict_request(spec, tensors, key.output_filter))

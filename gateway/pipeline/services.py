@@ -43,6 +43,7 @@ class RequestInfo:
     arm: str = ""  # the deployment's split arm, "" when there was no split
     served_version: int | None = None  # the version ModelServer says answered (its reply's model_spec)
     extra: dict[str, Any] = field(default_factory=dict)
+    compress: bool = True  # whether the answer may be gzipped (OIP gzips only 200 infer replies)
 
     def bound(self, binding: Binding) -> None:
         self.model, self.version, self.label = binding.name, binding.version, binding.label

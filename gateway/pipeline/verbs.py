@@ -20,7 +20,7 @@ with the signature's dtypes, other fronts bring their own typed tensors. ``size`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy.typing as npt
@@ -35,14 +35,28 @@ from gateway.routing.binding import Binding
 
 Outputs = dict[str, npt.NDArray[Any]]
 Decode = Callable[[messages.SignatureDef], Mapping[str, Tensor]]
+Select = Callable[[messages.SignatureDef], Sequence[str]]
 
 
 async def predict(
-    services: Services, binding: Binding, info: RequestInfo, signature_name: str, decode: Decode, size: int
+    services: Services,
+    binding: Binding,
+    info: RequestInfo,
+    signature_name: str,
+    decode: Decode,
+    size: int,
+    select: Select | None = None,
 ) -> Outputs:
-    """Output arrays by alias, sorted; ``signature_name`` "" means the default signature."""
+    """Output arrays by alias, sorted; ``signature_name`` "" means the default signature.
+
+    ``select``, when given, names the outputs to compute (``PredictRequest.output_filter``),
+    chosen with the signature after ``decode`` accepted the inputs; it may raise a 400.
+    The version that answered is left in ``info.served_version`` (not for a batch member
+    whose merged call another request made).
+    """
     sig = codec.find_signature(await services.signatures(binding, info), signature_name)
     tensors = await offload.run(size, decode, sig)
+    output_filter = tuple(select(sig)) if select is not None else ()
     spec = binding.model_spec(signature_name)
 
     async def call(payload: bytes) -> batching.Answer:
@@ -51,9 +65,9 @@ async def predict(
 
     settings = binding.settings.batching
     if not settings.enabled:
-        answer = await call(wire.predict_request(spec, tensors))
+        answer = await call(wire.predict_request(spec, tensors, output_filter))
     else:
-        key = batching.batch_key(binding.servable, signature_name, tensors)
+        key = batching.batch_key(binding.servable, signature_name, tensors, output_filter)
         observe = services.metrics.batch_size.labels(services.metrics.model_label(binding.name)).observe
         answer = await batching.predict(services.batcher, settings, key, sig, spec, tensors, call, observe)
         info.grpc_code = info.grpc_code or "OK"  # a batch member's call was made on another's behalf

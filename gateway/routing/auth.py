@@ -128,6 +128,8 @@ class Authenticator:
             return self.default
         if isinstance(target, routes.Special):
             return self._special(target.endpoint)
+        if target.server_level:  # OIP's /v2 and /v2/health/*: health as /healthz, metadata as the global
+            return self._special("healthz") if target.kind in routes.V2_HEALTH_KINDS else self.default
         if target.family == "deployment":
             deployment = self.settings.deployment(target.name)
             return deployment.auth if deployment is not None else self.default

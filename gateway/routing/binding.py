@@ -6,6 +6,10 @@ label, or split its traffic between arms (``gateway.routing.split``). A version 
 label in the URL takes precedence over the pin and the split, so a client can still
 reach another version of the same deployment explicitly.
 
+The Open Inference Protocol's deployment form names a model too
+(``/model-serving/{id}/v2/models/{model}/...``): it must be the deployment id or the
+deployment's model, or the request is a 404 (OIP §9).
+
 Pure apart from the split's random draw, which comes from the ``rng`` passed in.
 """
 
@@ -23,6 +27,7 @@ from gateway.routing import split
 from gateway.routing.routes import Target
 
 _GRPC_TIMEOUT = re.compile(r"(\d{1,8})([HMSmun])")
+_METADATA_KINDS = frozenset({"status", "metadata", "live", "ready", "server_metadata", "model_ready", "model_metadata"})
 _GRPC_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
@@ -66,7 +71,7 @@ def bind(
     by ``headers[sticky_header]`` when the deployment has one and the request carries it,
     else by a draw from ``rng``.
     """
-    metadata = target.kind in ("status", "metadata")
+    metadata = target.kind in _METADATA_KINDS
     if target.family != "deployment":
         route = settings.model_settings(target.name)
         timeout = settings.timeout_for(route, client_seconds, metadata=metadata)
@@ -74,6 +79,11 @@ def bind(
     deployment = settings.deployment(target.name)
     if deployment is None:
         raise NotFound(f"Deployment not found: {target.name}", details={"deployment": target.name})
+    if target.model is not None and target.model not in (target.name, deployment.model):
+        raise NotFound(
+            f"Model {target.model} is not served by deployment {target.name}",
+            details={"deployment": target.name, "model": target.model},
+        )
     if target.version is not None or target.label is not None:
         version, label = target.version, target.label
     elif deployment.split is None:
@@ -95,7 +105,7 @@ def _bind_arm(
     backend = arm.backend or deployment.backend
     # The arm's backend brings its own timeout_seconds; the deployment's own timeout still wins.
     policy = deployment if backend == deployment.backend else replace(deployment, backend=backend)
-    timeout = settings.timeout_for(policy, client_seconds, metadata=target.kind in ("status", "metadata"))
+    timeout = settings.timeout_for(policy, client_seconds, metadata=target.kind in _METADATA_KINDS)
     model = arm.model or deployment.model
     return Binding(backend, model, arm.version, arm.label, timeout, target.name, deployment, arm.name)
 

@@ -10,9 +10,11 @@ from aiohttp import web
 
 from gateway.config import Settings
 from gateway.errors import GatewayError
+from gateway.pipeline.services import Services
 from gateway.routing import routes
 from gateway.routing.binding import bind, client_timeout
-from gateway.web import pages, rest_v1
+from gateway.web import oip_rest, pages, rest_v1
+from gateway.web.keys import OIP_MODEL
 from gateway.web.middleware import request_info, request_services
 
 SPECIALS = web.AppKey("tfs_gateway_specials", dict)
@@ -44,9 +46,24 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     in_flight = services.metrics.in_flight_by_route[target.route]
     in_flight.inc()
     try:
+        if target.protocol == "v2":
+            return await _v2(request, services, target)
         headers = request.headers
         binding = bind(services.settings, target, client_timeout(headers), headers, services.rng)
         info.bound(binding)
         return await rest_v1.API[target.kind](request, services, binding, info)
     finally:
         in_flight.dec()
+
+
+async def _v2(request: web.Request, services: Services, target: routes.Target) -> web.StreamResponse:
+    """The Open Inference Protocol's routes: server-wide ones need no binding."""
+    info = request_info(request)
+    info.compress = False  # only a 200 infer reply may be gzipped (docs/spec/open-inference-protocol.md §6)
+    if target.server_level:
+        return await oip_rest.SERVER[target.kind](request, services)
+    headers = request.headers
+    binding = bind(services.settings, target, client_timeout(headers), headers, services.rng)
+    info.bound(binding)
+    request[OIP_MODEL] = target.model or target.name
+    return await oip_rest.API[target.kind](request, services, binding, info)

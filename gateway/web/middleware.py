@@ -112,7 +112,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         if origin is not None and edge.cors is not None and not preflight:
             # A preflight carries its own allowances, and a refused one must carry none.
             edge.cors.decorate(response, origin)
-        if edge.gzip and isinstance(response, web.Response):
+        if edge.gzip and info.compress and isinstance(response, web.Response):
             compression.maybe_compress(request, response)
         observe(request, services, info, response, time.perf_counter() - start)
     if app[HEALTH].draining:

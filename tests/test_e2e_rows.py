@@ -1,4 +1,4 @@
-"""End-to-end rows, one per behaviour, derived from the spec (../shared/spec/tfserving-rest.md).
+"""End-to-end rows, one per behaviour, derived from the spec (docs/spec/tfserving-rest.md).
 
 Each row goes through a real gateway (aiohttp on 127.0.0.1:0) and a real fake ModelServer
 (grpc.aio on 127.0.0.1:0): HTTP in -> gRPC seen -> gRPC out -> HTTP out. Section numbers

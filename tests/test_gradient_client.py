@@ -1,6 +1,6 @@
 """A client written like Gradient's mnist sample, run unchanged against the gateway.
 
-The sample (../shared/spec/gradient-deployment-rest-api.md, end) flattens an image into a
+The sample (docs/spec/gradient-deployment-rest-api.md, end) flattens an image into a
 vector and posts ``{"inputs": [vector]}`` with ``requests`` to
 ``/model-serving/{deployment-id}:predict``. Here ``requests`` runs in a worker thread
 against a real gateway server, which talks to the fake ModelServer over gRPC.

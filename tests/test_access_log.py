@@ -16,6 +16,7 @@ from gateway.ops.accesslog import ACCESS_LOGGER
 
 SECRET = "s3cr3t-token-value"
 FIELDS = {
+    "arm",
     "time",
     "request_id",
     "method",
@@ -61,6 +62,7 @@ async def test_one_line_per_request_with_every_field(
         "v1_predict",
     )
     assert (line["model"], line["version"], line["backend"]) == ("half_plus_two", "2", "default")
+    assert line["arm"] == ""  # no split on this route
     assert (line["status"], line["grpc_code"], line["reason"]) == (resp.status, "OK", None)
     assert line["bytes_in"] == len(json.dumps(body).encode())
     assert line["bytes_out"] == len(answer)

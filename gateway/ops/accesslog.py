@@ -4,7 +4,7 @@ A line looks like::
 
     {"time": "2025-01-31T12:00:00.123456+00:00", "request_id": "4f...", "method": "POST",
      "path": "/v1/models/half_plus_two:predict", "route": "v1_predict", "model": "half_plus_two",
-     "version": "", "status": 200, "duration_seconds": 0.0042, "bytes_in": 27,
+     "version": "", "arm": "", "status": 200, "duration_seconds": 0.0042, "bytes_in": 27,
      "bytes_out": 31, "backend": "default", "grpc_code": "OK", "reason": null}
 
 In a serving process (``configure_logging``) lines go straight to stdout as bytes, flushed once
@@ -15,7 +15,8 @@ through the ``tfs_gateway.access`` logger.
 
 Never logged: headers (credentials live there), the query string, request and response bodies.
 Unlike the metrics' bounded labels, ``model`` is the name as requested and ``version`` the
-version or ``label:<l>`` the request named (empty: latest).
+version or ``label:<l>`` the request named (empty: latest); ``arm`` is the deployment's split arm
+that served it (empty without a split).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def record(
     route: str,
     model: str,
     version: str,
+    arm: str,
     status: int,
     duration_seconds: float,
     bytes_in: int,
@@ -76,6 +78,7 @@ def record(
         "route": route,
         "model": model,
         "version": version,
+        "arm": arm,
         "status": status,
         "duration_seconds": round(duration_seconds, 6),
         "bytes_in": bytes_in,

@@ -184,6 +184,7 @@ def write_access_line(
             route=info.route,
             model=info.model,
             version=_version_text(info),
+            arm=info.arm,
             status=response.status,
             duration_seconds=elapsed,
             bytes_in=bytes_in,

@@ -12,6 +12,8 @@ subprocess and asserts only on what the answers prove, never on timing.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from devserver.testing import DevServer
 from gateway.config import Settings
+from gateway.ops.accesslog import ACCESS_LOGGER
 from gateway.web.app import create_app, reload_services
 from gateway.web.keys import SERVICES
 
@@ -113,6 +116,16 @@ async def test_a_version_or_label_in_the_url_overrides_the_split(make_split_gate
     assert {await answered(client, "/model-serving/canary/labels/canary:predict") for _ in range(50)} == {2}
     assert arm_requests(registry, "") == 100
     assert arm_requests(registry, "v1") == arm_requests(registry, "label:canary") == 0
+
+
+async def test_the_access_line_names_the_arm_that_served(
+    make_split_gateway: MakeSplitGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
+    client, _ = await make_split_gateway({"canary": split_deployment((50.0, 50.0), sticky_header="X-User-ID")})
+    served = {user: await answered(client, "/model-serving/canary:predict", {"X-User-ID": user}) for user in USERS}
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == ACCESS_LOGGER]
+    assert [line["arm"] for line in lines] == [{1: "v1", 2: "label:canary"}[served[user]] for user in USERS]
 
 
 async def test_an_arm_on_another_model_answers_for_the_deployment(make_split_gateway: MakeSplitGateway) -> None:

@@ -182,6 +182,8 @@ async def test_cors_preflight_and_headers(make_gateway_client: MakeGatewayClient
             assert resp.status == 403 and "Access-Control-Allow-Origin" not in resp.headers
     async with client.get("/v1/models/missing_model", headers={"Origin": "https://app.example"}) as resp:
         assert resp.status == 404 and resp.headers["Access-Control-Allow-Origin"] == "https://app.example"
+        # Browser code may read the request id and, for canaries, which version answered.
+        assert resp.headers["Access-Control-Expose-Headers"] == "X-Request-ID, X-Model-Version"
     async with client.get(f"/v1/models/{MODEL}", headers={"Origin": "https://evil.example"}) as resp:
         assert "Access-Control-Allow-Origin" not in resp.headers
 

@@ -280,7 +280,8 @@ class CorsSettings(_Section):
         pattern=_HEADER,
         hint="a header name",
     )
-    expose_headers: tuple[str, ...] = _ruled(("X-Request-ID",), pattern=_HEADER, hint="a header name")
+    # What browser code may read: the request id, and which version answered (canaries).
+    expose_headers: tuple[str, ...] = _ruled(("X-Request-ID", "X-Model-Version"), pattern=_HEADER, hint="a header name")
     allow_credentials: bool = False
     max_age_seconds: int = _ruled(600, ge=0)
 

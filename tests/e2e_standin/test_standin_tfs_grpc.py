@@ -7,8 +7,8 @@ passes bytes through, its replies must equal a direct call to the stand-in byte 
 
 from __future__ import annotations
 
-import asyncio
 import re
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -48,11 +48,9 @@ class GrpcGateway(GatewayProcess):
 
     async def __aenter__(self) -> GrpcGateway:
         await super().__aenter__()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + DEADLINE_SECONDS
-        while (match := _GRPC_SERVING.search(self.stderr_path.read_text())) is None:
-            assert loop.time() < deadline, f"no gRPC port announced:\n{self.stderr_path.read_text()}"
-            await asyncio.sleep(0.05)
+        await self.wait_for(lambda: _GRPC_SERVING.search(self.stderr()), "the gRPC port")
+        match = _GRPC_SERVING.search(self.stderr())
+        assert match is not None
         self.grpc_port = int(match.group(1))
         return self
 
@@ -186,3 +184,14 @@ async def test_auth_from_metadata(standin: DevServer, tmp_path: Path) -> None:
         assert (await _call(stubs, "GetModelStatus", request, metadata=(("x-api-key", API_KEY),))).model_version_status  # type: ignore[attr-defined]
         bearer = (("authorization", f"Bearer {API_KEY}"),)
         assert (await _call(stubs, "GetModelStatus", request, metadata=bearer)).model_version_status  # type: ignore[attr-defined]
+
+
+async def test_sigterm_drains_the_grpc_port_and_exits_zero(standin: DevServer) -> None:
+    async with GrpcGateway(_config(standin)) as gw, grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as channel:
+        stubs = _stubs(channel)
+        assert (await _call(stubs, "GetModelStatus", CALLS["GetModelStatus"][1])).model_version_status  # type: ignore[attr-defined]
+        gw.send(signal.SIGTERM)
+        assert await gw.wait_exit() == 0
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await _call(stubs, "GetModelStatus", CALLS["GetModelStatus"][1])
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from google.protobuf.message import DecodeError
+
 from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
 from gateway._pb.tensorflow_serving.apis import (
     classification_pb2,
@@ -20,6 +22,7 @@ from gateway._pb.tensorflow_serving.apis import (
     predict_pb2,
     regression_pb2,
 )
+from gateway.errors import MalformedRequest
 
 ModelSpec = model_pb2.ModelSpec
 SignatureDef = meta_graph_pb2.SignatureDef
@@ -89,3 +92,90 @@ def batch_major(infos: Mapping[str, meta_graph_pb2.TensorInfo]) -> bool:
 def batchable(sig: meta_graph_pb2.SignatureDef) -> bool:
     """Whether requests to ``sig`` may be merged along dim 0 and their outputs sliced back."""
     return batch_major(sig.inputs) and batch_major(sig.outputs)
+
+
+# --------------------------------------------------------------------------- pass-through requests
+
+# ``model_spec`` is field 1 of every request TF Serving's gRPC services take (Predict, Classify,
+# Regress, GetModelMetadata, GetModelStatus), so one walker serves them all.
+_MODEL_SPEC_FIELD = 1
+_VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
+_MAX_VARINT_BYTES = 10
+
+
+def request_model_spec(payload: bytes) -> ModelSpec:
+    """The ``model_spec`` of a serialised TF Serving request, without parsing anything else.
+
+    Walks the top-level fields only, so a large tensor is skipped, not copied. Several
+    occurrences of the field merge, as protobuf's parser merges them. Malformed bytes (a
+    truncated field, an unknown wire type, a spec that does not parse) raise MalformedRequest.
+    """
+    spec = model_pb2.ModelSpec()
+    for field_number, _, start, end in _fields(payload):
+        if field_number == _MODEL_SPEC_FIELD:
+            try:
+                spec.MergeFromString(payload[start:end])
+            except DecodeError as exc:
+                raise MalformedRequest("The request's model_spec does not parse") from exc
+    return spec
+
+
+def with_model_spec(payload: bytes, spec: ModelSpec) -> bytes:
+    """``payload`` with its ``model_spec`` replaced by ``spec``; every other field byte for byte."""
+    view = memoryview(payload)
+    head = spec.SerializeToString()
+    parts: list[bytes | memoryview] = [_varint(_MODEL_SPEC_FIELD << 3 | _LEN), _varint(len(head)), head]
+    kept = 0  # where the run of bytes still to copy starts
+    for field_number, record, _, end in _fields(payload):
+        if field_number == _MODEL_SPEC_FIELD:
+            parts.append(view[kept:record])
+            kept = end
+    parts.append(view[kept:])
+    return b"".join(parts)
+
+
+def _fields(payload: bytes) -> list[tuple[int, int, int, int]]:
+    """(field number, record start, value start, value end) of each top-level length-delimited
+    field; fields of other wire types are checked and skipped."""
+    found: list[tuple[int, int, int, int]] = []
+    pos, size = 0, len(payload)
+    while pos < size:
+        record = pos
+        tag, pos = _read_varint(payload, pos)
+        wire_type, field_number = tag & 7, tag >> 3
+        if wire_type == _VARINT:
+            _, pos = _read_varint(payload, pos)
+            continue
+        if wire_type == _LEN:
+            length, pos = _read_varint(payload, pos)
+            end = pos + length
+            if end > size:
+                raise MalformedRequest("The request is truncated")
+            found.append((field_number, record, pos, end))
+            pos = end
+            continue
+        width = {_FIXED64: 8, _FIXED32: 4}.get(wire_type)
+        if width is None or field_number == 0 or pos + width > size:
+            raise MalformedRequest("The request is not a valid protobuf message")
+        pos += width
+    return found
+
+
+def _read_varint(payload: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    for index in range(pos, min(pos + _MAX_VARINT_BYTES, len(payload))):
+        byte = payload[index]
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, index + 1
+        shift += 7
+    raise MalformedRequest("The request is not a valid protobuf message")
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)

@@ -131,6 +131,8 @@ class ServerSettings(_Section):
     host: str = "0.0.0.0"
     port: int = _ruled(8501, ge=0, le=65535)  # 0 picks a free port (tests)
     metrics_port: int | None = _ruled(None, ge=0, le=65535)
+    # TF Serving's own gRPC API, passed through (gateway.grpcfront); null: no gRPC port.
+    grpc_port: int | None = _ruled(None, ge=0, le=65535)
     workers: int = _ruled(1, ge=1)
     shutdown_grace_seconds: float = _ruled(25.0, ge=0)
     loop_stall_warning_seconds: float = _ruled(0.25, gt=0)
@@ -148,6 +150,8 @@ class ServerSettings(_Section):
     def _check(self, path: str) -> None:
         if self.metrics_port is not None and self.metrics_port == self.port != 0:
             raise ConfigError(f"{path}.metrics_port", "must differ from port (null: serve metrics there)")
+        if self.grpc_port is not None and self.grpc_port in (self.port, self.metrics_port) and self.grpc_port != 0:
+            raise ConfigError(f"{path}.grpc_port", "must differ from port and metrics_port")
 
 
 @dataclass(frozen=True, slots=True)

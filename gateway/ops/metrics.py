@@ -42,15 +42,23 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # 1 ms .. 10 s: a healthy loop is late by well under a millisecond; a stuck one by seconds.
 LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-API_ROUTES = tuple(
-    f"{family}_{kind}"
-    for family in ("v1", "deployment")
-    for kind in ("status", "metadata", "predict", "classify", "regress")
-) + tuple(
-    # The Open Inference Protocol's routes, under /v2 and /model-serving/{id}/v2.
-    f"{family}_{kind}"
-    for family in ("v2", "deployment_v2")
-    for kind in ("live", "ready", "server_metadata", "model_ready", "model_metadata", "infer")
+API_ROUTES = (
+    tuple(
+        f"{family}_{kind}"
+        for family in ("v1", "deployment")
+        for kind in ("status", "metadata", "predict", "classify", "regress")
+    )
+    + tuple(
+        # The Open Inference Protocol's routes, under /v2 and /model-serving/{id}/v2.
+        f"{family}_{kind}"
+        for family in ("v2", "deployment_v2")
+        for kind in ("live", "ready", "server_metadata", "model_ready", "model_metadata", "infer")
+    )
+    + tuple(
+        # TF Serving's own gRPC API on server.grpc_port (gateway.grpcfront).
+        f"grpc_tfs_{kind}"
+        for kind in ("status", "metadata", "predict", "classify", "regress")
+    )
 )
 ROUTES = (*API_ROUTES, "healthz", "readyz", "metrics", "unmatched")
 

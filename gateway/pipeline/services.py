@@ -79,6 +79,20 @@ class Services:
         info.grpc_code = "OK"
         return reply
 
+    async def call_raw(self, binding: Binding, rpc: Rpc[Any], payload: bytes, info: RequestInfo) -> bytes:
+        """``call`` for a request and reply passed through as bytes (the gRPC pass-through front)."""
+        backend = self.backends[binding.backend]
+        metadata = {"x-request-id": info.request_id}
+        try:
+            reply = await backend.call_raw(rpc, payload, timeout=binding.timeout_seconds, metadata=metadata)
+        except BackendError as exc:
+            info.grpc_code = exc.grpc_code_name
+            if exc.grpc_code_name == "NOT_FOUND":
+                self.signature_cache.invalidate(binding.backend, binding.model)
+            raise
+        info.grpc_code = "OK"
+        return reply
+
     async def metadata(self, binding: Binding, info: RequestInfo) -> messages.MetadataReply:
         return await self.call(binding, METADATA, messages.metadata_request(binding.model_spec()), info)
 

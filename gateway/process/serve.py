@@ -28,6 +28,7 @@ from aiohttp import web
 
 from gateway.config import ConfigError, Settings
 from gateway.config.tls import server_ssl_context
+from gateway.grpcfront.server import GrpcServer
 from gateway.process import watchdog
 from gateway.web.app import create_app, reload_services
 from gateway.web.keys import HEALTH, SERVICES
@@ -42,6 +43,7 @@ RESTART_ONLY = (
     "host",
     "port",
     "metrics_port",
+    "grpc_port",
     "workers",
     "max_request_bytes",
     "max_header_bytes",
@@ -76,6 +78,7 @@ async def serve(settings: Settings, reload: Reload | None, *, reuse_port: bool =
         app, access_log=None, keepalive_timeout=server.keepalive_timeout_seconds, shutdown_timeout=CANCEL_SECONDS
     )
     side: web.AppRunner | None = None
+    grpc_server: GrpcServer | None = None
     tls = server_ssl_context(server.tls)
     # The watchdog and the signal handlers outlive the cleanup below: a stuck cleanup is a stuck drain.
     with contextlib.ExitStack() as guards:
@@ -86,11 +89,18 @@ async def serve(settings: Settings, reload: Reload | None, *, reuse_port: bool =
             if side is not None:
                 await _start(side, server.host, server.metrics_port or 0, reuse_port, tls)
                 announce(f"serving metrics {_urls(side, tls)}")
+            if server.grpc_port is not None:
+                grpc_server = await GrpcServer.start(app[SERVICES], server, server.grpc_port, reuse_port=reuse_port)
+                announce(f"serving grpc {server.host}:{grpc_server.port}")
             stop = asyncio.Event()
             guards.enter_context(_install_signals(app, stop, reload))
             await stop.wait()
+            if grpc_server is not None:
+                grpc_server.begin_stop(server.shutdown_grace_seconds)
             await drain(app, runner)
         finally:
+            if grpc_server is not None:
+                await grpc_server.close()
             await runner.cleanup()
             if side is not None:
                 await side.cleanup()

@@ -101,6 +101,7 @@ def batchable(sig: meta_graph_pb2.SignatureDef) -> bool:
 _MODEL_SPEC_FIELD = 1
 _VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
 _MAX_VARINT_BYTES = 10
+_MAX_TAG_BYTES = 5  # a tag is a uint32: protobuf refuses a longer encoding
 
 
 def request_model_spec(payload: bytes) -> ModelSpec:
@@ -141,8 +142,10 @@ def _fields(payload: bytes) -> list[tuple[int, int, int, int]]:
     pos, size = 0, len(payload)
     while pos < size:
         record = pos
-        tag, pos = _read_varint(payload, pos)
+        tag, pos = _read_varint(payload, pos, _MAX_TAG_BYTES)
         wire_type, field_number = tag & 7, tag >> 3
+        if field_number == 0 or tag >> 32:  # reserved, or not a uint32: protobuf refuses both
+            raise MalformedRequest("The request is not a valid protobuf message")
         if wire_type == _VARINT:
             _, pos = _read_varint(payload, pos)
             continue
@@ -155,15 +158,15 @@ def _fields(payload: bytes) -> list[tuple[int, int, int, int]]:
             pos = end
             continue
         width = {_FIXED64: 8, _FIXED32: 4}.get(wire_type)
-        if width is None or field_number == 0 or pos + width > size:
+        if width is None or pos + width > size:
             raise MalformedRequest("The request is not a valid protobuf message")
         pos += width
     return found
 
 
-def _read_varint(payload: bytes, pos: int) -> tuple[int, int]:
+def _read_varint(payload: bytes, pos: int, max_bytes: int = _MAX_VARINT_BYTES) -> tuple[int, int]:
     value = shift = 0
-    for index in range(pos, min(pos + _MAX_VARINT_BYTES, len(payload))):
+    for index in range(pos, min(pos + max_bytes, len(payload))):
         byte = payload[index]
         value |= (byte & 0x7F) << shift
         if not byte & 0x80:

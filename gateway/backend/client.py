@@ -237,6 +237,11 @@ class _Deadline:
         return remaining is None or delay < remaining
 
 
+def serialized(request: Message | bytes) -> bytes:
+    """A request's bytes: large tensors arrive already written (``codec.wire``)."""
+    return request if isinstance(request, bytes) else request.SerializeToString()
+
+
 # --------------------------------------------------------------------------- backend
 
 
@@ -296,8 +301,11 @@ class Backend:
         timeout: float | None,
         metadata: Mapping[str, str] | None = None,
     ) -> R:
-        payload = request if isinstance(request, bytes) else request.SerializeToString()
-        raw = await self.call_raw(rpc, payload, timeout=timeout, metadata=metadata)
+        raw = await self.call_raw(rpc, serialized(request), timeout=timeout, metadata=metadata)
+        return self.parse_reply(rpc, raw)
+
+    def parse_reply(self, rpc: Rpc[R], raw: bytes) -> R:
+        """The reply message; a reply that does not parse is a 502, not grpc's generic INTERNAL."""
         reply = rpc.reply()
         try:
             reply.ParseFromString(raw)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.backend.client import METADATA, Backend, R, Request, Rpc
+from gateway.backend.client import METADATA, Backend, R, Request, Rpc, serialized
 from gateway.codec import messages
 from gateway.codec import meta as codec_meta
 from gateway.codec import predict as codec
@@ -67,27 +67,19 @@ class Services:
         self.authenticator = Authenticator(self.settings)
 
     async def call(self, binding: Binding, rpc: Rpc[R], request: Request, info: RequestInfo) -> R:
-        backend = self.backends[binding.backend]
-        metadata = {"x-request-id": info.request_id}
-        try:
-            reply = await backend.call(rpc, request, timeout=binding.timeout_seconds, metadata=metadata)
-        except BackendError as exc:
-            info.grpc_code = exc.grpc_code_name
-            if exc.grpc_code_name == "NOT_FOUND":  # the servable is gone: its signatures too
-                self.signature_cache.invalidate(binding.backend, binding.model)
-            raise
-        info.grpc_code = "OK"
-        return reply
+        raw = await self.call_raw(binding, rpc, serialized(request), info)
+        return self.backends[binding.backend].parse_reply(rpc, raw)
 
     async def call_raw(self, binding: Binding, rpc: Rpc[Any], payload: bytes, info: RequestInfo) -> bytes:
-        """``call`` for a request and reply passed through as bytes (the gRPC pass-through front)."""
+        """One backend call as bytes, with the request id and the binding's deadline; records the
+        gRPC code on ``info`` and drops a servable's signatures when the backend says it is gone."""
         backend = self.backends[binding.backend]
         metadata = {"x-request-id": info.request_id}
         try:
             reply = await backend.call_raw(rpc, payload, timeout=binding.timeout_seconds, metadata=metadata)
         except BackendError as exc:
             info.grpc_code = exc.grpc_code_name
-            if exc.grpc_code_name == "NOT_FOUND":
+            if exc.grpc_code_name == "NOT_FOUND":  # the servable is gone: its signatures too
                 self.signature_cache.invalidate(binding.backend, binding.model)
             raise
         info.grpc_code = "OK"

@@ -23,6 +23,7 @@ import pytest
 import yaml
 from fake_backend import FakeModelServer
 from gateway_process import DEADLINE_SECONDS, GrpcGateway, gateway_config
+from google.protobuf.message import Message
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2
 from tensorflow_serving.apis.prediction_service_pb2_grpc import PredictionServiceStub
@@ -161,21 +162,26 @@ def http(path: str, body: dict[str, Any]) -> Send:
     return send
 
 
-def tfs_predict(model: str) -> Send:
-    """``PredictionService/Predict`` through the gateway's gRPC port with TF Serving's own stub; the status."""
-    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model))
-    request.inputs["x"].dtype = types_pb2.DT_FLOAT
-    request.inputs["x"].tensor_shape.dim.add(size=2)
-    request.inputs["x"].float_val.extend([1.0, 3.0])
+def grpc_unary(method: Callable[[grpc.aio.Channel], Callable[..., Awaitable[Any]]], request: Message) -> Send:
+    """One unary call through the gateway's gRPC port with a real stub's ``method``; the status."""
 
     async def send(clients: Clients) -> grpc.StatusCode:
         try:
-            await PredictionServiceStub(clients.channel).Predict(request, timeout=DEADLINE_SECONDS)
+            await method(clients.channel)(request, timeout=DEADLINE_SECONDS)
         except grpc.aio.AioRpcError as exc:
             return exc.code()
         return grpc.StatusCode.OK
 
     return send
+
+
+def tfs_predict(model: str) -> Send:
+    """TF Serving's ``PredictionService/Predict`` with tensorflow-serving-api's own stub."""
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model))
+    request.inputs["x"].dtype = types_pb2.DT_FLOAT
+    request.inputs["x"].tensor_shape.dim.add(size=2)
+    request.inputs["x"].float_val.extend([1.0, 3.0])
+    return grpc_unary(lambda channel: PredictionServiceStub(channel).Predict, request)
 
 
 @dataclass(frozen=True)
@@ -189,7 +195,8 @@ class Protocol:
 
 
 V2_INPUT = {"name": "x", "datatype": "FP32", "shape": [2]}
-# Adding a protocol is one row (grpc_v2_infer: an inference.GRPCInferenceService/ModelInfer sender).
+# Adding a protocol is one row; OIP gRPC, with tritonclient's stub and a ModelInferRequest, would be
+# Protocol("grpc_v2_infer", "v2_grpc", grpc_unary(lambda c: GRPCInferenceServiceStub(c).ModelInfer, ok), ...).
 PROTOCOLS = (
     Protocol(
         "v1_predict",
@@ -254,4 +261,4 @@ async def test_each_protocol_lands_under_its_route_and_the_dashboards_protocol(
         client_errors = await by_protocol(session, prometheus, dashboard_expr("Error ratio by protocol", "B"))
         assert client_errors == {p: 1 / n for p, n in total.items()}
         p99 = await by_protocol(session, prometheus, dashboard_expr("Latency p99 by protocol"))
-        assert set(p99) == set(total) and all(0 < v < 60 for v in p99.values()), p99
+        assert set(p99) == set(total) and all(v > 0 for v in p99.values()), p99

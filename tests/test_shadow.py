@@ -13,6 +13,7 @@ import json
 import logging
 import signal
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,6 +24,8 @@ from gateway_process import GatewayProcess
 from harness import MODEL, GatewayClient, MakeGatewayClient, base_settings
 from prometheus_client import CollectorRegistry
 
+from gateway.cli import main
+from gateway.config import ConfigError, Settings
 from gateway.ops.accesslog import ACCESS_LOGGER
 from gateway.web.keys import SERVICES
 
@@ -206,3 +209,57 @@ async def test_sigterm_drain_does_not_wait_for_a_hung_shadow(fake_backend: FakeM
         gw.send(signal.SIGTERM)
         assert await gw.wait_exit() == 0
     await shadowed.until("cancelled", 1)
+
+
+# --- config ----------------------------------------------------------------------------------------
+
+V2 = {"version": 2, "percent": 10}
+INVALID_SHADOWS: list[tuple[dict[str, Any], str]] = [
+    ({"version": 1, "shadow": [{"version": 1, "percent": 10}]}, "deployments.d.shadow[0]"),  # the pin itself
+    ({"shadow": [{"model": "m", "percent": 10}]}, "deployments.d.shadow[0]"),  # the latest of m, as served
+    ({"split": [{"label": "a", "weight": 1}], "shadow": [{"label": "a", "percent": 5}]}, "deployments.d.shadow[0]"),
+    ({"shadow": [{"version": 2, "backend": "default", "percent": 5}]}, "deployments.d.shadow[0]"),  # a split arm
+    ({"shadow": [V2, {**V2, "percent": 50}]}, "deployments.d.shadow[1]"),
+    ({"shadow": [{"version": 2}]}, "deployments.d.shadow[0].percent"),
+    ({"shadow": [{"version": 2, "percent": 0}]}, "deployments.d.shadow[0].percent"),
+    ({"shadow": [{"version": 2, "percent": 100.5}]}, "deployments.d.shadow[0].percent"),
+    ({"shadow": [{"version": 2, "percent": "all"}]}, "deployments.d.shadow[0].percent"),
+    ({"shadow": [{"version": 2, "label": "x", "percent": 1}]}, "deployments.d.shadow[0]"),
+    ({"shadow": [{"percent": 1}]}, "deployments.d.shadow[0]"),
+    ({"shadow": [{**V2, "weight": 1}]}, "deployments.d.shadow[0].weight"),
+    ({"shadow": [{"model": "m2", "backend": "nope", "percent": 1}]}, "deployments.d.shadow[0].backend"),
+    ({"shadow": []}, "deployments.d.shadow"),
+    ({"shadow": V2}, "deployments.d.shadow"),
+    ({"shadow": [V2], "shadow_tolerance": {"rtol": -1}}, "deployments.d.shadow_tolerance.rtol"),
+    ({"shadow": [V2], "shadow_tolerance": {"atol": "tight"}}, "deployments.d.shadow_tolerance.atol"),
+    ({"shadow": [V2], "shadow_tolerance": {"ulps": 4}}, "deployments.d.shadow_tolerance.ulps"),
+    ({"shadow": [V2], "shadow_max_in_flight": 0}, "deployments.d.shadow_max_in_flight"),
+    ({"shadow": [V2], "shadow_timeout_seconds": 0}, "deployments.d.shadow_timeout_seconds"),
+]
+
+
+@pytest.mark.parametrize(
+    ("settings", "path"), INVALID_SHADOWS, ids=[f"{p}-{i}" for i, (_, p) in enumerate(INVALID_SHADOWS)]
+)
+def test_an_invalid_shadow_is_refused_at_its_key(settings: dict[str, Any], path: str) -> None:
+    split = {"split": [{"version": 2, "weight": 1}]} if 'backend": "default' in json.dumps(settings) else {}
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_mapping({"deployments": {"d": {"model": "m", **split, **settings}}}, env={})
+    assert caught.value.path == path
+
+
+def test_an_invalid_shadow_file_exits_2_naming_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("deployments:\n  d:\n    model: m\n    version: 1\n    shadow: [{version: 1, percent: 100}]\n")
+    assert main(["--config", str(config), "--check-config"]) == 2
+    assert capsys.readouterr().err.startswith("tfs-gateway: config error at deployments.d.shadow[0]: ")
+
+
+def test_a_valid_shadow_config_keeps_every_key() -> None:
+    settings = Settings.from_mapping(
+        {"deployments": {"d": {"model": "m", "version": 1, "shadow": [V2], "shadow_tolerance": {"rtol": 0.5}}}}, env={}
+    )
+    d = settings.deployments["d"]
+    assert d.shadow is not None and [arm.name for arm in d.shadow] == ["v2"]
+    assert (d.shadow_tolerance.rtol, d.shadow_tolerance.atol) == (0.5, 1.0e-6)  # a partial block keeps the rest
+    assert (d.shadow_max_in_flight, d.shadow_timeout_seconds) == (16, 5.0)

@@ -218,7 +218,10 @@ INVALID_SHADOWS: list[tuple[dict[str, Any], str]] = [
     ({"version": 1, "shadow": [{"version": 1, "percent": 10}]}, "deployments.d.shadow[0]"),  # the pin itself
     ({"shadow": [{"model": "m", "percent": 10}]}, "deployments.d.shadow[0]"),  # the latest of m, as served
     ({"split": [{"label": "a", "weight": 1}], "shadow": [{"label": "a", "percent": 5}]}, "deployments.d.shadow[0]"),
-    ({"shadow": [{"version": 2, "backend": "default", "percent": 5}]}, "deployments.d.shadow[0]"),  # a split arm
+    (  # a split arm, spelt with the backend it inherits
+        {"split": [{"version": 2, "weight": 1}], "shadow": [{"version": 2, "backend": "default", "percent": 5}]},
+        "deployments.d.shadow[0]",
+    ),
     ({"shadow": [V2, {**V2, "percent": 50}]}, "deployments.d.shadow[1]"),
     ({"shadow": [{"version": 2}]}, "deployments.d.shadow[0].percent"),
     ({"shadow": [{"version": 2, "percent": 0}]}, "deployments.d.shadow[0].percent"),
@@ -242,9 +245,8 @@ INVALID_SHADOWS: list[tuple[dict[str, Any], str]] = [
     ("settings", "path"), INVALID_SHADOWS, ids=[f"{p}-{i}" for i, (_, p) in enumerate(INVALID_SHADOWS)]
 )
 def test_an_invalid_shadow_is_refused_at_its_key(settings: dict[str, Any], path: str) -> None:
-    split = {"split": [{"version": 2, "weight": 1}]} if 'backend": "default' in json.dumps(settings) else {}
     with pytest.raises(ConfigError) as caught:
-        Settings.from_mapping({"deployments": {"d": {"model": "m", **split, **settings}}}, env={})
+        Settings.from_mapping({"deployments": {"d": {"model": "m", **settings}}}, env={})
     assert caught.value.path == path
 
 

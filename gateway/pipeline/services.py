@@ -135,7 +135,7 @@ class ServicesRef:
         self._users: Counter[int] = Counter()
         self._idle: dict[int, asyncio.Event] = {}
         self._retiring: set[asyncio.Task[None]] = set()
-        self._retired: set[Services] = set()  # generations swapped out and not yet closed
+        self._retired: dict[int, Services] = {}  # generations swapped out and not yet closed, by id
 
     @property
     def in_flight(self) -> int:
@@ -174,7 +174,7 @@ class ServicesRef:
     def swap(self, services: Services) -> None:
         """Serve new requests with ``services``; the old generation closes when its requests end."""
         old, self.current = self.current, services
-        self._retired.add(old)
+        self._retired[id(old)] = old
         task = asyncio.create_task(self._retire(old))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
@@ -182,12 +182,12 @@ class ServicesRef:
     async def _retire(self, old: Services) -> None:
         await self._until_idle(id(old))
         await old.close()
-        self._retired.discard(old)
+        self._retired.pop(id(old), None)
 
     async def close(self) -> None:
         """Close the current generation and wait for the retiring ones; shadow copies still
         running are cancelled first, so shutdown never waits on them."""
-        for services in (*self._retired, self.current):
+        for services in (*self._retired.values(), self.current):
             services.shadows.cancel()
         await asyncio.gather(*self._retiring)
         await self.current.close()

@@ -9,16 +9,21 @@ draws (a split's arm, a shadow's percent) come from ``Services.rng``, which the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import aiohttp
 import grpc
 import pytest
 import tensorflow as tf
+from gateway_process import GatewayProcess
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis.prediction_service_pb2_grpc import PredictionServiceStub
 
@@ -214,3 +219,83 @@ async def test_the_tf_serving_grpc_front_is_shadowed(make_gateway: MakeGateway) 
         assert counts(registry, "cand", "v2") == expect(disagree=1)
     finally:
         await server.close()
+
+
+# --- reload under load ---------------------------------------------------------------------------
+
+
+def scraped(text: str, deployment: str, arm: str) -> dict[str, float]:
+    """The shadow counts on a metrics page."""
+    found = dict.fromkeys(RESULTS, 0.0)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "tfs_gateway_shadow_requests_total" and (labels["deployment"], labels["arm"]) == (
+                deployment,
+                arm,
+            ):
+                found[labels["result"]] = sample.value
+    return found
+
+
+@pytest.mark.slow
+async def test_a_sighup_reload_adding_then_removing_a_shadow_under_load_loses_nothing(standin: DevServer) -> None:
+    def config(shadow: bool) -> dict[str, Any]:
+        deployment: dict[str, Any] = {"model": HP2, "version": 1}
+        if shadow:
+            deployment["shadow"] = [OTHER]
+        return {
+            "server": {"log_level": "info"},
+            "backends": {"default": {"targets": [standin.address]}},
+            "deployments": {"cand": deployment},
+        }
+
+    async with GatewayProcess(config(False)) as gw, aiohttp.ClientSession() as session:
+        statuses: Counter[int] = Counter()
+        stop = asyncio.Event()
+
+        async def client() -> None:
+            while not stop.is_set():
+                async with session.post(gw.url + "/model-serving/cand:predict", json={"instances": [4.0]}) as response:
+                    body = await response.json()
+                    statuses[response.status] += 1
+                    assert response.status == 200, body
+                    assert body["predictions"] == [4.0] and response.headers["X-Model-Version"] == "1"
+
+        async def answered(more: int) -> None:
+            goal = sum(statuses.values()) + more
+            while sum(statuses.values()) < goal:
+                await asyncio.sleep(0.01)
+
+        async def reload(shadow: bool, times: int) -> None:
+            gw.write_config(config(shadow))
+            gw.send(signal.SIGHUP)
+            await gw.wait_for(lambda: gw.stderr().count("config reloaded") >= times, "the reload")
+
+        async def metrics() -> dict[str, float]:
+            async with session.get(gw.url + "/metrics") as response:
+                return scraped(await response.text(), "cand", "v2")
+
+        async def drive() -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+            try:
+                await answered(50)
+                before = await metrics()
+                await reload(True, 1)
+                await answered(100)
+                await reload(False, 2)
+                await answered(100)
+                during = await metrics()
+                await answered(50)
+                return before, during, await metrics()
+            finally:
+                stop.set()
+
+        results = await asyncio.gather(*(client() for _ in range(4)), drive())
+        before, during, after = results[-1]  # type: ignore[misc]
+        assert set(statuses) == {200}, statuses  # nothing lost: every request answered, none failed
+        assert before == dict.fromkeys(RESULTS, 0.0)
+        # Copies in flight at the second reload finished on the old generation: none cut short.
+        assert during["disagree"] >= 100 and during["error"] == during["dropped"] == during["agree"] == 0, during
+        assert after == during  # the shadow is gone: no more copies
+        gw.send(signal.SIGTERM)
+        assert await gw.wait_exit() == 0

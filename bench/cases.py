@@ -7,6 +7,7 @@ correctness checks agree without talking to each other. Pure: no sockets.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -262,3 +263,18 @@ def batched_case() -> Case:
 
 def by_name(name: str) -> Case:
     return {c.name: c for c in (*all_cases(), batched_case())}[name]
+
+
+# Deployments of the small model whose traffic management the bench prices (bench/run.py configures them).
+TRAFFIC_DEPLOYMENTS = {
+    "gateway+split": "small-split",  # two arms, 50/50 by a random draw
+    "gateway+shadow": "small-shadow",  # pinned to one version, every request copied to another and compared
+}
+
+
+def traffic_case(server: str) -> Case:
+    """The small predict through one of ``TRAFFIC_DEPLOYMENTS``: the same answer, another route."""
+    small = all_cases()[0]
+    return dataclasses.replace(
+        small, name=f"small_predict_{server}", path=f"/model-serving/{TRAFFIC_DEPLOYMENTS[server]}:predict"
+    )

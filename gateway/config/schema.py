@@ -323,22 +323,18 @@ class ModelsSettings(_Section):
 
 
 @dataclass(frozen=True, slots=True)
-class SplitArm(_Section):
-    """One arm of a deployment's traffic split: a version, a label, or another model and/or backend.
-
-    What an arm leaves out is the deployment's: ``{version: 2}`` is version 2 of the deployment's
-    model on its backend; ``{model: m, backend: gpu}`` is the latest version of ``m`` on ``gpu``.
+class _Arm(_Section):
+    """Where an arm (of a split, or a shadow) sends requests: a version, a label, or another model
+    and/or backend. What it leaves out is the deployment's: ``{version: 2}`` is version 2 of the
+    deployment's model on its backend; ``{model: m, backend: gpu}`` is the latest version of ``m`` on ``gpu``.
     """
 
-    weight: float | None = _ruled(None, gt=0)  # required; relative to the other arms' weights
     version: int | None = _ruled(None, ge=0)
     label: str | None = None
     model: str | None = _ruled(None, pattern=_NAME, hint="a model name")
     backend: str | None = _ruled(None, pattern=_NAME, hint="a backend name")
 
     def _check(self, path: str) -> None:
-        if self.weight is None:
-            raise ConfigError(f"{path}.weight", "is required: a positive number")
         if self.version is not None and self.label is not None:
             raise ConfigError(path, "names both version and label; give one of them")
         if self.version is None and self.label is None and self.model is None and self.backend is None:
@@ -348,41 +344,34 @@ class SplitArm(_Section):
     def name(self) -> str:
         """The arm's stable name (``v1``, ``label:canary``, ``mnist_v3@gpu/v3``): its metric label
         and its identity for sticky hashing, so reordering arms or changing weights keeps it."""
-        return _arm_name(self.model, self.backend, self.version, self.label)
-
-
-def _arm_name(model: str | None, backend: str | None, version: int | None, label: str | None) -> str:
-    where = (model or "") + (f"@{backend}" if backend else "")
-    which = f"v{version}" if version is not None else f"label:{label}" if label else ""
-    return "/".join(part for part in (where, which) if part)
+        where = (self.model or "") + (f"@{self.backend}" if self.backend else "")
+        which = f"v{self.version}" if self.version is not None else f"label:{self.label}" if self.label else ""
+        return "/".join(part for part in (where, which) if part)
 
 
 @dataclass(frozen=True, slots=True)
-class ShadowArm(_Section):
-    """A shadow copy's target: like a split arm, with the share of requests copied instead of a weight.
+class SplitArm(_Arm):
+    """One arm of a deployment's traffic split, with its weight."""
 
-    What it leaves out is the deployment's: ``{version: 3, percent: 10}`` copies one request in ten
-    to version 3 of the deployment's model on its backend. Its answer is compared, never returned.
-    """
+    weight: float | None = _ruled(None, gt=0)  # required; relative to the other arms' weights
+
+    def _check(self, path: str) -> None:
+        if self.weight is None:
+            raise ConfigError(f"{path}.weight", "is required: a positive number")
+        _Arm._check(self, path)  # slots dataclasses are rebuilt classes: no zero-argument super()
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowArm(_Arm):
+    """A shadow copy's target, with the share of requests copied to it. Its answer is compared,
+    never returned."""
 
     percent: float | None = _ruled(None, gt=0, le=100)  # required: 0 < percent <= 100
-    version: int | None = _ruled(None, ge=0)
-    label: str | None = None
-    model: str | None = _ruled(None, pattern=_NAME, hint="a model name")
-    backend: str | None = _ruled(None, pattern=_NAME, hint="a backend name")
 
     def _check(self, path: str) -> None:
         if self.percent is None:
             raise ConfigError(f"{path}.percent", "is required: a number above 0 and at most 100")
-        if self.version is not None and self.label is not None:
-            raise ConfigError(path, "names both version and label; give one of them")
-        if self.version is None and self.label is None and self.model is None and self.backend is None:
-            raise ConfigError(path, "names no version, label, model or backend")
-
-    @property
-    def name(self) -> str:
-        """The shadow's stable name, spelt like a split arm's: its ``arm`` metric label."""
-        return _arm_name(self.model, self.backend, self.version, self.label)
+        _Arm._check(self, path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,7 +432,7 @@ class DeploymentSettings(_Section):
             return
         if not self.shadow:
             raise ConfigError(path, "needs at least one arm (leave the key out for no shadow)")
-        own = _arm_name(None, None, self.version, self.label) or "latest"
+        own = _Arm(self.version, self.label).name or "latest"
         primaries = {self.coordinates(arm): arm.name for arm in self.split} if self.split else {self.coordinates(): own}
         seen: list[tuple[str, str, int | None, str | None]] = []
         for i, arm in enumerate(self.shadow):

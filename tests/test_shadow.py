@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
-from fake_backend import Abort, FakeModelServer
+from fake_backend import Abort, FakeModelServer, make_tensor, to_ndarray
 from gateway_process import GatewayProcess
 from harness import MODEL, GatewayClient, MakeGatewayClient, base_settings
 from prometheus_client import CollectorRegistry
@@ -265,3 +265,34 @@ def test_a_valid_shadow_config_keeps_every_key() -> None:
     assert d.shadow is not None and [arm.name for arm in d.shadow] == ["v2"]
     assert (d.shadow_tolerance.rtol, d.shadow_tolerance.atol) == (0.5, 1.0e-6)  # a partial block keeps the rest
     assert (d.shadow_max_in_flight, d.shadow_timeout_seconds) == (16, 5.0)
+
+
+# --- large replies -------------------------------------------------------------------------------
+
+
+async def test_large_replies_are_compared_off_the_loop_to_the_element(
+    make_gateway_client: MakeGatewayClient, fake_backend: FakeModelServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
+    size, wrong = 50_000, 31_337  # 200 KB replies: past offload's threshold, so compared on a decode thread
+
+    def shadow_differs_once(request: Any, context: Any) -> Any:
+        reply = fake_backend.registry.answer("Predict", request)
+        if request.model_spec.version.value == SHADOW:
+            values = to_ndarray(reply.outputs["y"])
+            values[wrong] += 1.0
+            reply.outputs["y"].CopyFrom(make_tensor(values, "DT_FLOAT", content=True))
+        return reply
+
+    fake_backend.set_reply("Predict", shadow_differs_once)
+    client, registry = await gateway(make_gateway_client)
+    body = {"instances": [float(i % 97) for i in range(size)]}
+    async with client.post(URL, json=body) as response:
+        assert response.status == 200, await response.text()
+        answer = 0.5 * (wrong % 97) + 2  # the fake's half_plus_two
+        assert (await response.json())["predictions"][wrong] == answer
+    await settled(client)
+    assert counts(registry) == expect(disagree=1)
+    ((line),) = shadow_lines(caplog)
+    assert (line["output"], line["index"], line["primary"], line["shadow"]) == ("y", [wrong], answer, answer + 1), line
+    assert line["max_abs_diff"] == 1.0

@@ -7,6 +7,7 @@ correctness checks agree without talking to each other. Pure: no sockets.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import json
 from collections.abc import Callable, Mapping
@@ -337,4 +338,19 @@ def v2_image_cases() -> tuple[Case, ...]:
     return (
         Case("image_v2_binary", "POST", V2_IMAGE_PATH, binary_body, "Predict", grpc_request, binary, binary_headers),
         Case("image_v2_json", "POST", V2_IMAGE_PATH, json_body, "Predict", grpc_request, _v2_check(False)),
+    )
+
+
+# Deployments of the small model whose traffic management the bench prices (bench/run.py configures them).
+TRAFFIC_DEPLOYMENTS = {
+    "gateway+split": "small-split",  # two arms, 50/50 by a random draw
+    "gateway+shadow": "small-shadow",  # pinned to one version, every request copied to another and compared
+}
+
+
+def traffic_case(server: str) -> Case:
+    """The small predict through one of ``TRAFFIC_DEPLOYMENTS``: the same answer, another route."""
+    small = all_cases()[0]
+    return dataclasses.replace(
+        small, name=f"small_predict_{server}", path=f"/model-serving/{TRAFFIC_DEPLOYMENTS[server]}:predict"
     )

@@ -203,7 +203,7 @@ def _keys(run: Run) -> list[tuple[str, int]]:
     return sorted(keys, key=lambda k: (order.get(k[0], len(order)), k[0], k[1]))
 
 
-SERVER_ORDER = ("gateway", "gateway+batching", "floor", "baseline", "direct")
+SERVER_ORDER = ("gateway", "gateway+batching", "gateway+split", "gateway+shadow", "floor", "baseline", "direct")
 
 
 def _side_by_side(run: Run) -> Iterator[str]:
@@ -254,6 +254,24 @@ def _ratio(value: float | None, paired: list[float]) -> str:
     d = _digits(value)
     s = spread(paired)
     return f"{value:.{d}f}" + (f" ({s.low:.{d}f}-{s.high:.{d}f})" if s is not None and s.n > 1 else "")
+
+
+def _traffic_cost(run: Run) -> Iterator[str]:
+    """CPU per client request with a split or a 100% shadow, against the same request without."""
+    yield "| c | gateway CPU ms/req | +split | +split / gateway | +shadow | +shadow / gateway |"
+    yield "|---:|---:|---:|---:|---:|---:|"
+    plain = ("gateway", "small_predict")
+    for case, c in _keys(run):
+        if case != "small_predict":
+            continue
+        cells = [fmt_spread(spread(run.values(*plain, c, "cpu_ms")))]
+        for server in ("gateway+split", "gateway+shadow"):
+            cells.append(fmt_spread(spread(run.values(server, case, c, "cpu_ms"))))
+            ratio = ratio_of_medians(run.values(server, case, c, "cpu_ms"), run.values(*plain, c, "cpu_ms"))
+            pairs = spread(run.paired_ratios((server, case), plain, c, "cpu_ms"))
+            bracket = f" ({pairs.low:.2f}-{pairs.high:.2f})" if pairs is not None and pairs.n > 1 else ""
+            cells.append(_fmt(ratio) + bracket)
+        yield f"| {c} | " + " | ".join(cells) + " |"
 
 
 def _median(values: list[float]) -> str:
@@ -402,7 +420,8 @@ def render(run: Run) -> str:
         "servers ran back to back. Peak RSS is VmHWM, reset before each sample. `direct` is a grpc.aio",
         "client straight to the backend (a latency floor; no server CPU). `baseline` is",
         "bench/baseline_proxy.py (json -> tf.make_tensor_proto -> gRPC -> make_ndarray -> json).",
-        "`gateway+batching` is the same gateway process through a deployment with micro-batching on.",
+        "`gateway+batching` is the same gateway process through a deployment with micro-batching on;",
+        "`gateway+split` and `gateway+shadow` through one with a two-arm split, or a 100% shadow.",
         "The `image_v2_*` cases have no baseline column: that proxy speaks TF Serving's REST API only.",
         "A machine shared with other work moves every figure: read the load average and the",
         '"other work on the server core" column before trusting a difference.',
@@ -427,6 +446,10 @@ def render(run: Run) -> str:
         "smallest and largest per-round ratio. The floor moves the same bytes without translating them.",
         "",
         *_v2_vs_v1(run),
+        "",
+        "## Cost of a split and of a shadow (small predict)",
+        "",
+        *_traffic_cost(run),
         "",
         "## Per-stage cost of one small predict (`python -m bench.stages`)",
         "",

@@ -4,6 +4,8 @@ Servers, all on loopback, all in front of one fast fake backend (bench/backend.p
 
 * ``gateway``  - this project (``python -m gateway --config ...``);
 * ``gateway+batching`` - the same gateway process, through a deployment with micro-batching on;
+* ``gateway+split``, ``gateway+shadow`` - the same process through a deployment with a two-arm split,
+  or with every request copied to a shadow and compared (small predict only: the cost per request);
 * ``floor``    - the transport floor (bench/floor.py): aiohttp + one grpc.aio call, no translation;
 * ``baseline`` - the hand-written TensorFlow proxy users would otherwise write (bench/baseline_proxy.py);
 * ``direct``   - a grpc.aio client straight to the backend, no HTTP at all.
@@ -154,11 +156,27 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+# Split and shadow, priced against the plain small predict (``gateway``). The bench backend answers
+# every version alike, so the shadow agrees; a cap above every concurrency copies every request.
+TRAFFIC_DEPLOYMENTS = {
+    cases.TRAFFIC_DEPLOYMENTS["gateway+split"]: {
+        "model": "small",
+        "split": [{"version": 1, "weight": 1}, {"version": 2, "weight": 1}],
+    },
+    cases.TRAFFIC_DEPLOYMENTS["gateway+shadow"]: {
+        "model": "small",
+        "version": 1,
+        "shadow": [{"version": 2, "percent": 100}],
+        "shadow_max_in_flight": 1024,
+    },
+}
+
+
 def gateway_config(tmp: Path, target: str, port: int) -> Path:
     config = {
         "server": {"host": "127.0.0.1", "port": port, "workers": 1},
         "backends": {"default": {"targets": [target]}},
-        "deployments": {"small": {"model": "small", "batching": {"enabled": True}}},
+        "deployments": {"small": {"model": "small", "batching": {"enabled": True}}, **TRAFFIC_DEPLOYMENTS},
     }
     path = tmp / f"gateway-{port}.json"
     path.write_text(json.dumps(config))  # JSON is YAML
@@ -271,7 +289,12 @@ def lineup(group: Sequence[Case], concurrency: int, servers: dict[str, Server]) 
     lead = group[0]
     out = [Contestant("gateway", servers["gateway"], case) for case in group]
     if lead.name == "small_predict":
+        # Other requests for the same case through the same process: columns of this case's row.
         out.append(Contestant("gateway+batching", servers["gateway"], cases.batched_case(), lead.name))
+        out += [
+            Contestant(name, servers["gateway"], cases.traffic_case(name), lead.name)
+            for name in cases.TRAFFIC_DEPLOYMENTS
+        ]
     out += [Contestant("floor", servers["floor"], case) for case in group]
     # The baseline spends ~0.5 s of CPU per image: one round at c=16 alone would take the whole budget.
     # It speaks TF Serving's REST API only, so V2 cases are compared with the gateway's own v1 case.
@@ -362,6 +385,8 @@ def run_all(args: argparse.Namespace, run: Run) -> None:
             (replies / case.name).write_bytes(body)
             (replies / f"{case.name}.headers.json").write_text(json.dumps(headers))
         verify(run, gw, cases.batched_case())
+        for name in cases.TRAFFIC_DEPLOYMENTS:
+            verify(run, gw, cases.traffic_case(name))
         fl_port = free_port()
         floor_args = ["-m", "bench.floor", str(fl_port), target, str(replies)]
         fl = stack.enter_context(server("floor", floor_args, fl_port, tmp, "/v1/models/small", server_cores))

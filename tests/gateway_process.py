@@ -48,6 +48,10 @@ class GatewayProcess:
         self.port = 0
 
     def write_config(self, config: dict[str, Any] | str) -> None:
+        """Write the config; a mapping without ``server.grpc_port`` gets ``null``, so parallel
+        gateways never fight over the default 8001 (tests that want the port give ``0``)."""
+        if not isinstance(config, str) and "grpc_port" not in config.get("server", {}):
+            config = {**config, "server": {**config.get("server", {}), "grpc_port": None}}
         text = config if isinstance(config, str) else yaml.safe_dump(config)
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(text, encoding="utf-8")

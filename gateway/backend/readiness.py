@@ -130,6 +130,14 @@ class Health:
             return {"draining": draining, "backends": NO_PROBES}
         return {"draining": draining, **{f"backend:{name}": check for name, check in self.backends.items()}}
 
+    def failed(self, backend: str | None = None) -> dict[str, Check]:
+        """The checks that fail: every one (``/readyz``'s predicate), or, for one backend, its
+        own and draining (a deployment's readiness, OIP §9). Empty when ready."""
+        checks = self.checks()
+        if backend is not None:
+            checks = {name: check for name, check in checks.items() if name in ("draining", f"backend:{backend}")}
+        return {name: check for name, check in checks.items() if not check.ok}
+
     def watch(self, backends: Mapping[str, Backend], settings: Settings, metrics: Metrics) -> None:
         """Probe ``backends`` from now on (after a reload, the new generation's)."""
         self._cancel()

@@ -49,6 +49,13 @@ class RequestInfo:
         self.model, self.version, self.label = binding.name, binding.version, binding.label
         self.backend, self.arm = binding.backend, binding.arm
 
+    @property
+    def version_text(self) -> str:
+        """The version the request named, for the access log: a number, ``label:<l>``, or "" (latest)."""
+        if self.version is not None:
+            return str(self.version)
+        return f"label:{self.label}" if self.label is not None else ""
+
 
 @dataclass(slots=True)
 class Services:
@@ -84,6 +91,17 @@ class Services:
             raise
         info.grpc_code = "OK"
         return reply
+
+    def observe(self, info: RequestInfo, code: int, elapsed: float, bytes_in: int, bytes_out: int) -> None:
+        """One answered request in the ``http_*`` series (REST and gRPC alike; ``code`` an HTTP status)."""
+        metrics = self.metrics
+        model = metrics.model_label(info.model)
+        version = metrics.version_label(model, info.version, info.label) if model else ""
+        series = metrics.http_children(info.route, model, version, info.verb, str(code), info.arm)
+        series.requests.inc()
+        series.latency.observe(elapsed)
+        series.request_size.observe(bytes_in)
+        series.response_size.observe(bytes_out)
 
     async def metadata(self, binding: Binding, info: RequestInfo) -> messages.MetadataReply:
         return await self.call(binding, METADATA, messages.metadata_request(binding.model_spec()), info)

@@ -153,16 +153,8 @@ def error_response(exc: GatewayError, request: web.Request) -> web.Response:
 def observe(
     request: web.Request, services: Services, info: RequestInfo, response: web.StreamResponse, elapsed: float
 ) -> None:
-    metrics = services.metrics
-    model = metrics.model_label(info.model)
-    version = metrics.version_label(model, info.version, info.label) if model else ""
-    code = str(response.status)
     bytes_in, bytes_out = request.content_length or 0, _bytes_out(response)
-    series = metrics.http_children(info.route, model, version, info.verb, code, info.arm)
-    series.requests.inc()
-    series.latency.observe(elapsed)
-    series.request_size.observe(bytes_in)
-    series.response_size.observe(bytes_out)
+    services.observe(info, response.status, elapsed, bytes_in, bytes_out)
     if services.settings.server.access_log:
         write_access_line(request, info, response, elapsed, bytes_in, bytes_out)
 
@@ -183,7 +175,7 @@ def write_access_line(
             path=request.path,
             route=info.route,
             model=info.model,
-            version=_version_text(info),
+            version=info.version_text,
             arm=info.arm,
             status=response.status,
             duration_seconds=elapsed,
@@ -194,12 +186,6 @@ def write_access_line(
             reason=info.extra.get("reason"),
         )
     )
-
-
-def _version_text(info: RequestInfo) -> str:
-    if info.version is not None:
-        return str(info.version)
-    return f"label:{info.label}" if info.label is not None else ""
 
 
 def _bytes_out(response: web.StreamResponse) -> int:

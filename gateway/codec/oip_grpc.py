@@ -30,14 +30,20 @@ from google.protobuf.message import DecodeError, Message
 
 from gateway._pb._pool import POOL
 from gateway._pb.inference import open_inference_grpc_pb2 as pb
-from gateway._pb.tensorflow_serving.apis import get_model_status_pb2
+from gateway._pb.tensorflow_serving.apis import (  # noqa: F401  (the services' files join the pool)
+    get_model_status_pb2,
+    model_service_pb2,
+    prediction_service_pb2,
+)
 from gateway.codec import oip
 from gateway.codec.messages import SignatureDef
 from gateway.codec.tensors import DType
 from gateway.errors import InvalidArgument, MalformedRequest, Unimplemented
 
 SERVICE = "inference.GRPCInferenceService"
-DESCRIPTOR_POOL = POOL  # where reflection finds our services' descriptors
+# Where reflection finds the descriptors of every service the gRPC port serves: importing a
+# generated module adds its file, so TF Serving's two services are imported above.
+DESCRIPTOR_POOL = POOL
 INT64_MAX = 2**63 - 1
 
 # datatype -> the one InferTensorContents field that may carry it (OIP §8)

@@ -26,8 +26,8 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from certs import make_cert
 from fake_backend import HANG, FakeModelServer
-from gateway_process import GatewayProcess
-from harness import MODEL, base_settings, merge
+from gateway_process import GrpcGateway
+from harness import MODEL, base_settings, merge, requests_total
 from prometheus_client import CollectorRegistry
 from tensorflow_serving.apis import model_pb2, predict_pb2
 from tensorflow_serving.apis.prediction_service_pb2_grpc import PredictionServiceStub
@@ -233,19 +233,6 @@ async def test_tls_serves_both_services(make_port: MakePort, tmp_path: Path) -> 
 # --------------------------------------------------------------------------- the process: drain, reload, access log
 
 
-class GrpcGateway(GatewayProcess):
-    """``python -m gateway`` with a gRPC port, read back from its ``serving grpc`` line."""
-
-    grpc_port = 0
-
-    async def __aenter__(self) -> GrpcGateway:
-        await super().__aenter__()
-        await self.wait_log("serving grpc")
-        line = next(line for line in self.stderr().splitlines() if "serving grpc" in line)
-        self.grpc_port = int(line.split("serving grpc ", 1)[1].split()[0].rsplit(":", 1)[1])
-        return self
-
-
 def process_config(fake: FakeModelServer, **sections: Any) -> dict[str, Any]:
     return merge(base_settings(fake), {"server": {"grpc_port": 0, "shutdown_grace_seconds": 20.0}, **sections})
 
@@ -310,15 +297,3 @@ async def until(condition: Callable[[], Any], what: str) -> None:
 async def metrics_page(port: Port) -> str:
     async with ClientSession() as session, session.get(port.rest.make_url("/metrics")) as reply:
         return await reply.text()
-
-
-def requests_total(page: str, route: str, code: str) -> float:
-    total = 0.0
-    for line in page.splitlines():
-        if (
-            line.startswith("tfs_gateway_http_requests_total{")
-            and f'route="{route}"' in line
-            and f'code="{code}"' in line
-        ):
-            total += float(line.rsplit(" ", 1)[1])
-    return total

@@ -150,21 +150,5 @@ def _record(
     services.observe(info, status, elapsed, *sizes)
     if not services.settings.server.access_log:
         return
-    accesslog.write(
-        accesslog.record(
-            request_id=info.request_id,
-            method="POST",  # every gRPC call is an HTTP/2 POST to its method path
-            path=method.path,
-            route=info.route,
-            model=info.model,
-            version=info.version_text,
-            arm=info.arm,
-            status=status,
-            duration_seconds=elapsed,
-            bytes_in=sizes[0],
-            bytes_out=sizes[1],
-            backend=info.backend,
-            grpc_code=info.grpc_code,
-            reason=info.extra.get("reason"),
-        )
-    )
+    # Every gRPC call is an HTTP/2 POST to its method path.
+    accesslog.write(info.access_record("POST", method.path, status, elapsed, *sizes))

@@ -21,6 +21,7 @@ from gateway.codec import predict as codec
 from gateway.codec.messages import Signatures
 from gateway.config import Settings
 from gateway.errors import BackendError
+from gateway.ops import accesslog
 from gateway.ops.metrics import Metrics
 from gateway.pipeline.batching import Batcher
 from gateway.pipeline.signatures import CacheKey, SignatureCache
@@ -55,6 +56,27 @@ class RequestInfo:
         if self.version is not None:
             return str(self.version)
         return f"label:{self.label}" if self.label is not None else ""
+
+    def access_record(
+        self, method: str, path: str, status: int, elapsed: float, bytes_in: int, bytes_out: int
+    ) -> dict[str, object]:
+        """This request's access-log document (``gateway.ops.accesslog``), for REST and gRPC alike."""
+        return accesslog.record(
+            request_id=self.request_id,
+            method=method,
+            path=path,
+            route=self.route,
+            model=self.model,
+            version=self.version_text,
+            arm=self.arm,
+            status=status,
+            duration_seconds=elapsed,
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+            backend=self.backend,
+            grpc_code=self.grpc_code,
+            reason=self.extra.get("reason"),
+        )
 
 
 @dataclass(slots=True)

@@ -168,24 +168,7 @@ def write_access_line(
     bytes_out: int,
 ) -> None:
     """The request's access-log line (``gateway.ops.accesslog``)."""
-    accesslog.write(
-        accesslog.record(
-            request_id=info.request_id,
-            method=request.method,
-            path=request.path,
-            route=info.route,
-            model=info.model,
-            version=info.version_text,
-            arm=info.arm,
-            status=response.status,
-            duration_seconds=elapsed,
-            bytes_in=bytes_in,
-            bytes_out=bytes_out,
-            backend=info.backend,
-            grpc_code=info.grpc_code,
-            reason=info.extra.get("reason"),
-        )
-    )
+    accesslog.write(info.access_record(request.method, request.path, response.status, elapsed, bytes_in, bytes_out))
 
 
 def _bytes_out(response: web.StreamResponse) -> int:

@@ -25,6 +25,7 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from harness import requests_total
 from prometheus_client import CollectorRegistry
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
@@ -120,19 +121,6 @@ def infer_input(name: str, array: np.ndarray) -> triton.InferInput:
     item = triton.InferInput(name, list(array.shape), DATATYPES[array.dtype])
     item.set_data_from_numpy(array)
     return item
-
-
-def requests_total(page: str, route: str, code: str) -> float:
-    """``tfs_gateway_http_requests_total`` summed over the series of ``route`` and ``code``."""
-    total = 0.0
-    for line in page.splitlines():
-        if (
-            line.startswith("tfs_gateway_http_requests_total{")
-            and f'route="{route}"' in line
-            and f'code="{code}"' in line
-        ):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 # --------------------------------------------------------------------------- health and metadata

@@ -24,7 +24,8 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 
-TFS_GATEWAY__SERVER__GRPC_PORT="$GATEWAY_GRPC_PORT" "$PY" -m gateway --host 127.0.0.1 --port "$PORT" --backend "127.0.0.1:$GRPC_PORT" \
+export TFS_GATEWAY__SERVER__GRPC_PORT="$GATEWAY_GRPC_PORT"  # server.grpc_port: OIP and TF Serving gRPC
+"$PY" -m gateway --host 127.0.0.1 --port "$PORT" --backend "127.0.0.1:$GRPC_PORT" \
   --config examples/gateway.yaml >"$LOGS/access.log" 2>"$LOGS/gateway.err" &
 GATEWAY_PID=$!
 for _ in $(seq 1 100); do

@@ -27,10 +27,12 @@ from aiohttp.test_utils import TestServer
 from certs import make_cert
 from fake_backend import HANG, FakeModelServer
 from gateway_process import GrpcGateway
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import MODEL, base_settings, merge, requests_total
 from prometheus_client import CollectorRegistry
 from tensorflow_serving.apis import model_pb2, predict_pb2
 from tensorflow_serving.apis.prediction_service_pb2_grpc import PredictionServiceStub
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from gateway.config import Settings
@@ -297,3 +299,62 @@ async def until(condition: Callable[[], Any], what: str) -> None:
 async def metrics_page(port: Port) -> str:
     async with ClientSession() as session, session.get(port.rest.make_url("/metrics")) as reply:
         return await reply.text()
+
+
+# --------------------------------------------------------------------------- health
+
+
+async def test_health_watch_streams_the_readiness_verdict(
+    fake_backend: FakeModelServer, aiohttp_server: Callable[..., Any]
+) -> None:
+    probes = {"health_check": {"interval_seconds": 0.05, "timeout_seconds": 0.05}}
+    mapping = merge(base_settings(fake_backend), {"server": {"host": "127.0.0.1"}, "backends": {"default": probes}})
+    settings = Settings.from_mapping(mapping)
+    app = create_app(settings, registry=CollectorRegistry(), probes=True)
+    await aiohttp_server(app)
+    server = await GrpcServer.start(app[SERVICES], app[HEALTH], settings.server, 0)
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            watch = stub.Watch(health_pb2.HealthCheckRequest(service="inference.GRPCInferenceService"))
+            await next_status(watch, serving)  # once the first probes pass
+            await fake_backend.stop()
+            await next_status(watch, not_serving)
+            check = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=SECONDS)
+            assert check.status == not_serving
+            await fake_backend.start()
+            await next_status(watch, serving)
+            watch.cancel()
+    finally:
+        await server.close()
+
+
+async def next_status(watch: Any, wanted: int) -> None:
+    """Read the Watch stream until it reports ``wanted``."""
+    while True:
+        reply = await asyncio.wait_for(watch.read(), SECONDS)
+        assert reply is not grpc.aio.EOF
+        if reply.status == wanted:
+            return
+
+
+async def test_the_request_id_comes_back_from_both_services(make_port: MakePort) -> None:
+    port = await make_port({})
+    async with port.channel() as channel:
+        tfs = PredictionServiceStub(channel).Predict(predict_request(), metadata=(("x-request-id", "tfs-7"),))
+        await tfs
+        oip_request = service_pb2.ModelInferRequest(model_name=MODEL, raw_input_contents=[X.tobytes()])
+        oip_request.inputs.add(name="x", datatype="FP32", shape=[2])
+        oip = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
+            oip_request, metadata=(("x-request-id", "oip-7"),)
+        )
+        await oip
+        failing = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
+            service_pb2.ModelInferRequest(model_name=MODEL), metadata=(("x-request-id", "oip-8"),)
+        )
+        with pytest.raises(grpc.aio.AioRpcError):
+            await failing
+        assert ("x-request-id", "tfs-7") in tuple(await tfs.trailing_metadata() or ())
+        assert ("x-request-id", "oip-7") in tuple(await oip.trailing_metadata() or ())
+        assert ("x-request-id", "oip-8") in tuple(await failing.trailing_metadata() or ())

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from gateway._pb.tensorflow_serving.apis import get_model_status_pb2
@@ -123,6 +123,8 @@ class Health:
     draining: bool = False
     backends: dict[str, Check] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Called after a probe's verdict changes (the gRPC health service streams it to watchers).
+    listeners: list[Callable[[], None]] = field(default_factory=list)
 
     def checks(self) -> dict[str, Check]:
         draining = Check(False, "shutting down") if self.draining else Check(True)
@@ -157,10 +159,14 @@ class Health:
             await asyncio.sleep(check.interval_seconds)
 
     def _record(self, name: str, result: Check, metrics: Metrics) -> None:
-        if result != self.backends.get(name):
+        changed = result != self.backends.get(name)
+        if changed:
             log.log(logging.INFO if result.ok else logging.WARNING, "backend %s: %s", name, result.reason or "up")
         self.backends[name] = result
         metrics.backend_up.labels(name).set(1 if result.ok else 0)
+        if changed:
+            for listener in self.listeners:
+                listener()
 
     def _cancel(self) -> None:
         for task in self._tasks:

@@ -102,7 +102,7 @@ class OipFront:
         meta, status = await asyncio.gather(
             verbs.metadata(services, binding, info), verbs.status(services, binding, info)
         )
-        return oip_grpc.model_metadata_response(message.name, codec_meta.signature_defs(meta), status)
+        return oip_grpc.model_metadata_response(message.name or binding.name, codec_meta.signature_defs(meta), status)
 
     async def infer(self, call: Call, request: bytes) -> bytes:
         message = oip_grpc.parse(oip_grpc.ModelInferRequest, request)
@@ -114,7 +114,7 @@ class OipFront:
         decode = partial(_tensors, parsed, services.limits)
         select = partial(oip.select_outputs, parsed)
         outputs = await verbs.predict(services, binding, info, parsed.signature_name, decode, len(request), select)
-        return oip_grpc.infer_response(parsed, message.model_name, info.served_version, outputs)
+        return oip_grpc.infer_response(parsed, message.model_name or binding.name, info.served_version, outputs)
 
 
 def _server_scope(call: Call, kind: routes.Kind) -> Binding | None:

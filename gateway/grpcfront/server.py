@@ -56,6 +56,7 @@ class GrpcServer:
         handlers = [*oip.OipFront(ref, readiness).handlers(), *tfs.TfsFront(ref).handlers()]
         server = grpc.aio.server(handlers=handlers, options=options)
         health_service = health.HealthService(readiness, SERVED)
+        await health_service.sync()  # watchers start from the verdict now, not the servicer's default
         health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
         names = (*SERVED, health.SERVICE, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server, pool=oip_grpc.DESCRIPTOR_POOL)
@@ -75,6 +76,7 @@ class GrpcServer:
     async def close(self) -> None:
         """Cancel whatever is left and release the port."""
         await self._server.stop(0)
+        self.health.close()
         if self._stopping is not None:
             await self._stopping
 

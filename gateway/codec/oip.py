@@ -46,7 +46,7 @@ from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
 from gateway._pb.tensorflow_serving.apis import get_model_status_pb2
 from gateway.codec import jsonio
 from gateway.codec.predict import DEFAULT_SIGNATURE, Limits, Tensor
-from gateway.codec.tensors import SUPPORTED, DType
+from gateway.codec.tensors import CARRIED, DType, of_array
 from gateway.errors import BinaryFraming, InvalidArgument, OutputNotUtf8, Unimplemented
 
 PLATFORM = "tensorflow_savedmodel"
@@ -54,34 +54,25 @@ EXTENSIONS = ("binary_tensor_data",)
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
-def _int(enum: int, name: str, np_type: type[np.generic], field_name: str) -> DType:
-    info = np.iinfo(np_type)  # type: ignore[type-var]
-    return DType(enum, name, np.dtype(np_type).newbyteorder("<"), field_name, int(info.min), int(info.max))
-
-
-_HALF = DType(types_pb2.DT_HALF, "half", np.dtype("<f2"), "half_val")
-_UINT16 = _int(types_pb2.DT_UINT16, "uint16", np.uint16, "int_val")
-
-# OIP datatype -> how the tensor travels to ModelServer (OIP §4). BF16 has no numpy type here:
-# it is refused (501) rather than guessed.
+# OIP datatype -> how the tensor travels to ModelServer (OIP §4).
 DATATYPES: dict[str, DType] = {
-    "BOOL": SUPPORTED[types_pb2.DT_BOOL],
-    "UINT8": SUPPORTED[types_pb2.DT_UINT8],
-    "UINT16": _UINT16,
-    "UINT32": SUPPORTED[types_pb2.DT_UINT32],
-    "UINT64": SUPPORTED[types_pb2.DT_UINT64],
-    "INT8": SUPPORTED[types_pb2.DT_INT8],
-    "INT16": SUPPORTED[types_pb2.DT_INT16],
-    "INT32": SUPPORTED[types_pb2.DT_INT32],
-    "INT64": SUPPORTED[types_pb2.DT_INT64],
-    "FP16": _HALF,
-    "FP32": SUPPORTED[types_pb2.DT_FLOAT],
-    "FP64": SUPPORTED[types_pb2.DT_DOUBLE],
-    "BYTES": SUPPORTED[types_pb2.DT_STRING],
+    "BOOL": CARRIED[types_pb2.DT_BOOL],
+    "UINT8": CARRIED[types_pb2.DT_UINT8],
+    "UINT16": CARRIED[types_pb2.DT_UINT16],
+    "UINT32": CARRIED[types_pb2.DT_UINT32],
+    "UINT64": CARRIED[types_pb2.DT_UINT64],
+    "INT8": CARRIED[types_pb2.DT_INT8],
+    "INT16": CARRIED[types_pb2.DT_INT16],
+    "INT32": CARRIED[types_pb2.DT_INT32],
+    "INT64": CARRIED[types_pb2.DT_INT64],
+    "FP16": CARRIED[types_pb2.DT_HALF],
+    "BF16": CARRIED[types_pb2.DT_BFLOAT16],
+    "FP32": CARRIED[types_pb2.DT_FLOAT],
+    "FP64": CARRIED[types_pb2.DT_DOUBLE],
+    "BYTES": CARRIED[types_pb2.DT_STRING],
 }
 _BY_ENUM: dict[int, str] = {dtype.enum: name for name, dtype in DATATYPES.items()}
-_BY_ENUM[types_pb2.DT_BFLOAT16] = "BF16"
-KNOWN_DATATYPES = frozenset({*DATATYPES, "BF16"})
+KNOWN_DATATYPES = frozenset(DATATYPES)
 _NON_FINITE_OUT = {b"NaN": b'"NaN"', b"Infinity": b'"Infinity"', b"-Infinity": b'"-Infinity"'}
 _LENGTH = struct.Struct("<I")
 _DEFAULT_LIMITS = Limits()
@@ -394,7 +385,7 @@ def _from_json(item: Input, dtype: DType, count: int) -> npt.NDArray[Any] | list
         raise _bad_element(flat, item, dtype)
     with np.errstate(over="ignore", invalid="ignore"):
         cast = array.astype(dtype.numpy).reshape(item.shape)  # floats: rounded to nearest
-    if dtype.numpy.kind == "f":
+    if dtype.is_float:
         overflow = np.isinf(cast).ravel() & np.isfinite(array)
         if overflow.any():
             index = int(np.argmax(overflow))
@@ -485,7 +476,7 @@ def select_outputs(request: InferRequest, sig: meta_graph_pb2.SignatureDef) -> t
     for name in names:
         if name not in sig.outputs:
             raise InvalidArgument(f"unknown output '{name}'; the signature has {expected}", details={"output": name})
-        if sig.outputs[name].dtype not in _BY_ENUM or sig.outputs[name].dtype == types_pb2.DT_BFLOAT16:
+        if sig.outputs[name].dtype not in _BY_ENUM:
             raise Unimplemented(
                 f"output '{name}' has dtype {_tf_name(sig.outputs[name].dtype)}, which this server cannot return",
                 details={"output": name},
@@ -542,12 +533,10 @@ def encode_infer(
 
 
 def _output_datatype(array: npt.NDArray[Any], name: str) -> str:
-    if array.dtype == object:
-        return "BYTES"
-    for datatype, dtype in DATATYPES.items():
-        if dtype.numpy is not None and array.dtype == dtype.numpy:
-            return datatype
-    raise Unimplemented(f"output '{name}' has a dtype this server cannot return", details={"output": name})
+    dtype = of_array(array)
+    if dtype is None:
+        raise Unimplemented(f"output '{name}' has a dtype this server cannot return", details={"output": name})
+    return _BY_ENUM[dtype.enum]
 
 
 def _raw_output(array: npt.NDArray[Any], datatype: str) -> bytes | memoryview:
@@ -575,9 +564,9 @@ def _json_output(array: npt.NDArray[Any], datatype: str, name: str) -> bytes:
                     details={"output": name, "index": index},
                 ) from None
         return orjson.dumps(texts)
-    text = orjson.dumps(flat, option=orjson.OPT_SERIALIZE_NUMPY)
-    if flat.dtype.kind == "f":
-        non_finite = flat[~np.isfinite(flat)]
+    text = orjson.dumps(_json_numbers(flat, datatype), option=orjson.OPT_SERIALIZE_NUMPY)
+    if datatype in _FLOAT_DATATYPES:
+        non_finite = flat[~np.isfinite(flat)].astype(np.float64)
         if non_finite.size:
             # orjson writes null for each; they come in order, so the k-th null is the k-th value.
             parts = text.split(b"null")
@@ -586,6 +575,15 @@ def _json_output(array: npt.NDArray[Any], datatype: str, name: str) -> bytes:
                 out += [_NON_FINITE_OUT[jsonio.non_finite_token(value)], rest]
             text = b"".join(out)
     return text
+
+
+_FLOAT_DATATYPES = frozenset({"FP16", "BF16", "FP32", "FP64"})
+
+
+def _json_numbers(flat: npt.NDArray[Any], datatype: str) -> npt.NDArray[Any]:
+    """What orjson writes for a numeric output. FP16 and BF16 go as float32, which holds each
+    exactly: the shortest float32 text reads back to the same 16-bit value, at C speed."""
+    return flat.astype(np.float32) if datatype in ("FP16", "BF16") else flat
 
 
 # --------------------------------------------------------------------------- metadata and status

@@ -44,7 +44,7 @@ import orjson
 from gateway._pb.tensorflow.core.framework import types_pb2
 from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
 from gateway._pb.tensorflow_serving.apis import get_model_status_pb2
-from gateway.codec import jsonio
+from gateway.codec import jsonio, tensors
 from gateway.codec.predict import DEFAULT_SIGNATURE, Limits, Tensor
 from gateway.codec.tensors import CARRIED, DType, of_array
 from gateway.errors import BinaryFraming, InvalidArgument, OutputNotUtf8, Unimplemented
@@ -512,7 +512,9 @@ def encode_infer(
         datatype = _output_datatype(array, name)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         flag = binary_flags.get(name)
-        if flag if flag is not None else request.binary_output:
+        # BF16 is always binary: tritonclient reads JSON data with numpy, which cannot turn the
+        # strings "NaN" / "Infinity" into bfloat16, and no other spelling is valid JSON (OIP §6).
+        if datatype == "BF16" or (flag if flag is not None else request.binary_output):
             segment = _raw_output(array, datatype)
             entry["parameters"] = {"binary_data_size": len(segment) if isinstance(segment, bytes) else segment.nbytes}
             segments.append(segment)
@@ -548,7 +550,7 @@ def _raw_output(array: npt.NDArray[Any], datatype: str) -> bytes | memoryview:
     if not array.size:
         return b""
     # Little-endian on every platform numpy runs us on; ascontiguousarray copies only a strided slice.
-    return np.ascontiguousarray(array).data.cast("B")
+    return tensors.raw_bytes(array)
 
 
 def _json_output(array: npt.NDArray[Any], datatype: str, name: str) -> bytes:
@@ -577,13 +579,13 @@ def _json_output(array: npt.NDArray[Any], datatype: str, name: str) -> bytes:
     return text
 
 
-_FLOAT_DATATYPES = frozenset({"FP16", "BF16", "FP32", "FP64"})
+_FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
 
 
 def _json_numbers(flat: npt.NDArray[Any], datatype: str) -> npt.NDArray[Any]:
-    """What orjson writes for a numeric output. FP16 and BF16 go as float32, which holds each
-    exactly: the shortest float32 text reads back to the same 16-bit value, at C speed."""
-    return flat.astype(np.float32) if datatype in ("FP16", "BF16") else flat
+    """What orjson writes for a numeric output. FP16 goes as float32, which holds each half
+    exactly: the shortest float32 text reads back to the same half, at C speed."""
+    return flat.astype(np.float32) if datatype == "FP16" else flat
 
 
 # --------------------------------------------------------------------------- metadata and status

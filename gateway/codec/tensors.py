@@ -101,6 +101,14 @@ def dtype_name(enum: int) -> str:
     return full.removeprefix("DT_").lower()
 
 
+def raw_bytes(array: npt.NDArray[np.generic]) -> memoryview:
+    """A numeric array's bytes, row-major, without a copy when it is contiguous already.
+
+    Viewed as uint8 first: a memoryview cannot carry bfloat16's format code.
+    """
+    return np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
+
+
 def shape_of(proto: tensor_pb2.TensorProto) -> tuple[int, ...]:
     return tuple(int(d.size) for d in proto.tensor_shape.dim)
 

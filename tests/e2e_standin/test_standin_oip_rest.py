@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import math
 import re
 import struct
 import sys
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import ml_dtypes
 import numpy as np
 import pytest
 import requests
@@ -28,7 +30,7 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-from tritonclient.utils import InferenceServerException
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from devserver.testing import DevServer
 from gateway import __version__
@@ -44,12 +46,20 @@ MULTI_IO = {
     "b": np.array([7, -(2**40), 2**53 + 1], dtype=np.int64),
     "s": strings("héllo wörld", "abc", ""),
 }
-DATATYPES = {
-    np.dtype(np.float64): "FP64",
-    np.dtype(np.float32): "FP32",
-    np.dtype(np.int64): "INT64",
-    np.dtype(np.int32): "INT32",
-    object: "BYTES",
+# One input per datatype of the dtypes model, at its edges (wrap-around, sign, precision, non-finite).
+EVERY_DATATYPE = {
+    "bool": np.array([True, False]),
+    "int8": np.array([-128, 127], dtype=np.int8),
+    "uint8": np.array([0, 255], dtype=np.uint8),
+    "int16": np.array([-(2**15), 2**15 - 1], dtype=np.int16),
+    "uint16": np.array([0, 2**16 - 1], dtype=np.uint16),
+    "int32": np.array([-(2**31), 2**31 - 1], dtype=np.int32),
+    "int64": np.array([-(2**63), 2**53 + 1], dtype=np.int64),
+    "fp16": np.array([0.1, -np.inf, 65504], dtype=np.float16),
+    "bf16": np.array([0.1, 3e38, np.nan], dtype=ml_dtypes.bfloat16),
+    "fp32": np.array([0.1, np.nan, 3.4e38], dtype=np.float32),
+    "fp64": np.array([0.1, 1e300, -0.0], dtype=np.float64),
+    "bytes": strings("h\u00e9llo", ""),
 }
 MODES = [pytest.param(True, id="binary"), pytest.param(False, id="json")]
 
@@ -102,7 +112,7 @@ async def sync_call(server: TestServer, use: Callable[[triton.InferenceServerCli
 
 
 def datatype(array: np.ndarray) -> str:
-    return DATATYPES[array.dtype if array.dtype != object else object]
+    return str(np_to_triton_dtype(array.dtype))
 
 
 def infer_input(name: str, array: np.ndarray, binary: bool) -> triton.InferInput:
@@ -119,6 +129,10 @@ def assert_equal(actual: np.ndarray | None, expected: np.ndarray, name: str) -> 
         assert values == list(expected.ravel()), name
         assert actual.shape == expected.shape, name
         return
+    if expected.dtype == ml_dtypes.bfloat16:
+        # numpy's testing cannot see NaN in bfloat16; float32 holds every bfloat16 exactly.
+        assert actual.dtype == expected.dtype, (name, actual.dtype)
+        actual, expected = actual.astype(np.float32), expected.astype(np.float32)
     np.testing.assert_array_equal(actual, expected, err_msg=name, strict=True)
 
 
@@ -352,6 +366,123 @@ async def test_deployment_base_path(server: TestServer, base: str, model: str, o
     async with triton_aio.InferenceServerClient(host(server, base)) as client:
         aio = await client.infer(model, [infer_input("x", x, False)])
     np.testing.assert_array_equal(aio.as_numpy("y"), x * np.float32(0.5) + np.float32(offset), strict=True)
+
+
+def dtype_inputs(binary: bool) -> list[triton.InferInput]:
+    # tritonclient sends BF16 only as binary data, so the JSON case mixes it in as the one binary input.
+    return [infer_input(name, array, binary or name == "bf16") for name, array in EVERY_DATATYPE.items()]
+
+
+def assert_dtype_outputs(result: Any, standin_models: Path, binary_out: bool) -> None:
+    expected = tf_outputs(version_dir(standin_models, "dtypes"), EVERY_DATATYPE)
+    outputs = result.get_response()["outputs"]
+    assert [o["name"] for o in outputs] == sorted(expected)
+    assert {o["name"]: o["datatype"] for o in outputs} == {f"{n}_out": datatype(a) for n, a in EVERY_DATATYPE.items()}
+    # BF16 is always binary: tritonclient could not read its non-finite values from JSON.
+    assert all(("parameters" in o) is (binary_out or o["datatype"] == "BF16") for o in outputs), outputs
+    for name, array in expected.items():
+        assert_equal(result.as_numpy(name), array, name)
+    np.testing.assert_array_equal(result.as_numpy("uint16_out"), np.array([1, 0], dtype=np.uint16), strict=True)
+
+
+@pytest.mark.parametrize("binary_in", MODES)
+@pytest.mark.parametrize("binary_out", MODES)
+async def test_sync_infer_every_datatype_matches_tensorflow(
+    server: TestServer, standin_models: Path, binary_in: bool, binary_out: bool
+) -> None:
+    # Binary out: no outputs listed, so tritonclient asks binary_data_output for all of them.
+    outputs = (
+        None
+        if binary_out
+        else [triton.InferRequestedOutput(f"{n}_out", binary_data=False) for n in sorted(EVERY_DATATYPE)]
+    )
+    result = await sync_call(server, lambda c: c.infer("dtypes", dtype_inputs(binary_in), outputs=outputs))
+    assert_dtype_outputs(result, standin_models, binary_out)
+
+
+@pytest.mark.parametrize("binary_in", MODES)
+@pytest.mark.parametrize("binary_out", MODES)
+async def test_aio_infer_every_datatype_matches_tensorflow(
+    server: TestServer, standin_models: Path, binary_in: bool, binary_out: bool
+) -> None:
+    outputs = [triton_aio.InferRequestedOutput(f"{name}_out", binary_data=binary_out) for name in EVERY_DATATYPE]
+    async with triton_aio.InferenceServerClient(host(server)) as client:
+        result = await client.infer("dtypes", dtype_inputs(binary_in), outputs=sorted(outputs, key=lambda o: o.name()))
+    assert_dtype_outputs(result, standin_models, binary_out)
+
+
+def json_data(array: np.ndarray) -> list[Any]:
+    """An array as V2 JSON ``data``: 16-bit floats as their float32 value, non-finite as strings."""
+    if array.dtype == object:
+        return [value.decode() for value in array]
+    if array.dtype in (np.float16, ml_dtypes.bfloat16):
+        array = array.astype(np.float32)
+    return [_json_number(value) for value in array.tolist()]
+
+
+def _json_number(value: Any) -> Any:
+    if not isinstance(value, float) or math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+def json_outputs(headers: Any, text: str) -> dict[str, tuple[str, Any]]:
+    """Each output's datatype and JSON data, or for a binary output its raw segment."""
+    raw = text.encode("latin-1")
+    length = int(headers.get("Inference-Header-Content-Length", len(raw)))
+    got: dict[str, tuple[str, Any]] = {}
+    offset = length
+    for output in json.loads(raw[:length])["outputs"]:
+        size = output.get("parameters", {}).get("binary_data_size")
+        got[output["name"]] = (output["datatype"], output["data"] if size is None else raw[offset : offset + size])
+        offset += size or 0
+    assert offset == len(raw)
+    return got
+
+
+def assert_json_reply(got: dict[str, tuple[str, Any]], expected: dict[str, np.ndarray]) -> None:
+    """A JSON-mode reply against the oracle: numbers read back in the dtype, BF16 always binary."""
+    assert {name: datatype for name, (datatype, _) in got.items()} == {n: datatype(a) for n, a in expected.items()}
+    for name, array in expected.items():
+        data = got[name][1]
+        if array.dtype == ml_dtypes.bfloat16:
+            assert isinstance(data, bytes), name
+            assert_equal(np.frombuffer(data, dtype=array.dtype), array, name)
+        elif array.dtype == object:
+            assert data == [value.decode() for value in array], name
+        else:
+            assert_equal(np.array(data, dtype=array.dtype), array, name)
+
+
+async def test_every_datatype_as_raw_json_both_ways(server: TestServer, standin_models: Path) -> None:
+    """What tritonclient cannot send (BF16 as JSON numbers), and what a JSON reply holds, element by element."""
+    inputs = [
+        {"name": name, "datatype": datatype(array), "shape": list(array.shape), "data": json_data(array)}
+        for name, array in EVERY_DATATYPE.items()
+    ]
+    status, headers, text = await post(server, "/v2/models/dtypes/infer", json.dumps({"inputs": inputs}).encode(), {})
+    assert status == 200, text
+    expected = tf_outputs(version_dir(standin_models, "dtypes"), EVERY_DATATYPE)
+    got = json_outputs(headers, text)
+    assert list(got) == sorted(expected)
+    assert_json_reply(got, expected)
+    # FP16 0.1 + 1 is the half 1.099609375, written as the shortest float32 text that reads back to it.
+    assert got["fp16_out"][1][0] == 1.0996094
+
+
+async def test_narrow_outputs_in_json(server: TestServer, standin_models: Path) -> None:
+    x = np.array([0.1, 2.5, 65504.0], dtype=np.float32)  # casts to uint16 stay in range: no C++ UB
+    doc = {
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [3], "data": x.tolist()}],
+        "outputs": [{"name": name, "parameters": {"binary_data": False}} for name in ("fp16", "uint16", "bf16")],
+    }
+    doc["parameters"] = {"signature_name": "narrow"}
+    status, headers, text = await post(server, "/v2/models/dtypes/infer", json.dumps(doc).encode(), {})
+    assert status == 200, text
+    expected = tf_outputs(version_dir(standin_models, "dtypes"), {"x": x}, "narrow")
+    got = json_outputs(headers, text)
+    assert list(got) == ["fp16", "uint16", "bf16"]  # the requested order
+    assert_json_reply(got, expected)
 
 
 # --------------------------------------------------------------------------- errors, as the clients show them

@@ -3,8 +3,9 @@
 - rest_v1.py (requests) goes through the gateway's REST v1 front to the stand-in;
 - tfs_grpc.py (tensorflow-serving-api's PredictionServiceStub) goes straight to the stand-in's
   gRPC port, as the gateway has no gRPC front yet;
-- the Open Inference Protocol clients (tritonclient.http, tritonclient.grpc, kserve) need the
-  gateway's V2 fronts to answer; until then each must at least start and print its usage.
+- v2_http.py (tritonclient.http) and v2_kserve.py (kserve's InferenceRESTClient) go through the
+  gateway's Open Inference Protocol REST front, binary and JSON, by model and under a deployment's
+  base path; v2_grpc.py needs the V2 gRPC front and must at least start and print its usage.
 
 Each answer is checked against TensorFlow's own reading of the same image.
 """
@@ -119,3 +120,39 @@ def test_the_readme_shows_what_rest_v1_prints(standin_models: Path) -> None:
     lines = (REPO_ROOT / "README.md").read_text().splitlines()
     (index,) = [i for i, line in enumerate(lines) if line.startswith("python examples/clients/rest_v1.py --url")][:1]
     assert lines[index + 1] == f"# {expected_line(standin_models)}"
+
+
+# --------------------------------------------------------------------------- Open Inference Protocol over REST
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [(), ("--json",)], ids=["binary", "json"])
+@pytest.mark.parametrize("target", [("", "mnist"), ("/model-serving/digits", "digits")], ids=["model", "deployment"])
+async def test_v2_http_client_prints_the_digit(
+    standin_gateway: Client, standin_models: Path, mode: tuple[str, ...], target: tuple[str, str]
+) -> None:
+    base, model = target
+    url = f"127.0.0.1:{standin_gateway.port}{base}"  # tritonclient takes host:port[/base], no scheme
+    run = await run_client("v2_http", "--url", url, "--model", model, *mode)
+    assert (run.status, run.stdout) == (0, expected_line(standin_models) + "\n"), run.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [(), ("--json",)], ids=["binary", "json"])
+@pytest.mark.parametrize("target", [("", "mnist"), ("/model-serving/digits", "digits")], ids=["model", "deployment"])
+async def test_v2_kserve_client_prints_the_digit(
+    standin_gateway: Client, standin_models: Path, mode: tuple[str, ...], target: tuple[str, str]
+) -> None:
+    base, model = target
+    url = str(standin_gateway.make_url(base)).rstrip("/")
+    run = await run_client("v2_kserve", "--url", url, "--model", model, *mode)
+    assert (run.status, run.stdout) == (0, expected_line(standin_models) + "\n"), run.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["v2_http", "v2_kserve"])
+async def test_v2_rest_clients_print_the_gateways_error(standin_gateway: Client, name: str) -> None:
+    url = str(standin_gateway.make_url("")).rstrip("/")
+    run = await run_client(name, "--url", url.removeprefix("http://") if name == "v2_http" else url, "--model", "nope")
+    assert run.status == 1 and run.stdout == "", run
+    assert "Servable not found for request: Latest(nope)" in run.stderr, run.stderr

@@ -45,6 +45,7 @@ HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _MiB = 1024 * 1024
 # Names end up in URL segments and metric labels, so they stay boring.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_SIGNATURE = re.compile(r"[^\x00-\x1f\x7f]+")  # a SignatureDef key: any text but empty or control characters
 _USERNAME = re.compile(r"[^:\x00-\x1f\x7f]+")  # RFC 7617: a user-id cannot contain ':'
 _HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _ORIGIN = re.compile(r"\*|https?://[^/\s]+")
@@ -366,6 +367,8 @@ class DeploymentSettings(_Section):
     timeout_seconds: float | None = _ruled(None, gt=0)
     auth: AuthPolicy = field(default_factory=AuthPolicy)
     batching: BatchingSettings = field(default_factory=BatchingSettings)
+    # The signature a request uses when it names none (v1 and V2); null: serving_default.
+    signature_name: str | None = _ruled(None, pattern=_SIGNATURE, hint="a signature name")
 
     def _check(self, path: str) -> None:
         if self.version is not None and self.label is not None:

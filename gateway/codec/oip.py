@@ -75,6 +75,9 @@ _BY_ENUM: dict[int, str] = {dtype.enum: name for name, dtype in DATATYPES.items(
 KNOWN_DATATYPES = frozenset(DATATYPES)
 _NON_FINITE_OUT = {b"NaN": b'"NaN"', b"Infinity": b'"Infinity"', b"-Infinity": b'"-Infinity"'}
 _LENGTH = struct.Struct("<I")
+# The largest product of a shape's non-zero dims: int64 elements of 8 bytes stay addressable,
+# within TF's own int64 element count.
+MAX_SHAPE_PRODUCT = (1 << 60) - 1
 _DEFAULT_LIMITS = Limits()
 
 
@@ -180,7 +183,20 @@ def _input(entry: Any, index: int) -> Input:
         raise InvalidArgument(f"input '{name}': unknown datatype {datatype[:32]!r}", details={"input": name})
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise InvalidArgument(f"input '{name}' needs a 'shape' of integers >= 0", details={"input": name})
+    _check_span(name, shape)
     return Input(name, datatype, tuple(shape), entry.get("data"))
+
+
+def _check_span(name: str, shape: list[int]) -> None:
+    """Even with a zero dim (no elements), numpy cannot lay out a shape whose other dims multiply
+    past its index range; stop at the first dim that crosses, so a long hostile shape stays cheap."""
+    span = 1
+    for dim in shape:
+        span *= dim or 1
+        if span > MAX_SHAPE_PRODUCT:
+            raise InvalidArgument(
+                f"input '{name}': shape {shape[:8]} spans more than 2**60 elements", details={"input": name}
+            )
 
 
 def _binary_size(entry: dict[str, Any], name: str) -> int | None:
@@ -568,7 +584,7 @@ def _json_output(array: npt.NDArray[Any], datatype: str, name: str) -> bytes:
         return orjson.dumps(texts)
     text = orjson.dumps(_json_numbers(flat, datatype), option=orjson.OPT_SERIALIZE_NUMPY)
     if datatype in _FLOAT_DATATYPES:
-        non_finite = flat[~np.isfinite(flat)].astype(np.float64)
+        non_finite = flat[~np.isfinite(flat)]
         if non_finite.size:
             # orjson writes null for each; they come in order, so the k-th null is the k-th value.
             parts = text.split(b"null")

@@ -111,6 +111,14 @@ async def sync_call(server: TestServer, use: Callable[[triton.InferenceServerCli
     return await asyncio.to_thread(run)
 
 
+async def both_clients(server: TestServer, use: Callable[[Any], Any], base: str = "") -> list[Any]:
+    """``use`` through the sync client and then the aio one (where each call returns a coroutine)."""
+    sync = await sync_call(server, use, base)
+    async with triton_aio.InferenceServerClient(host(server, base)) as client:
+        aio = await use(client)
+    return [sync, aio]
+
+
 def datatype(array: np.ndarray) -> str:
     return str(np_to_triton_dtype(array.dtype))
 
@@ -201,13 +209,13 @@ async def test_model_metadata_describes_the_signature(server: TestServer) -> Non
 
 
 async def test_model_metadata_of_one_version_and_another_signature(server: TestServer) -> None:
-    meta = await sync_call(
+    for meta in await both_clients(
         server,
         lambda c: c.get_model_metadata(HALF_PLUS_TWO, "1", query_params={"signature_name": "regress_x_to_y"}),
-    )
-    assert meta["versions"] == ["1"]
-    assert meta["inputs"] == [{"name": "inputs", "datatype": "BYTES", "shape": [-1]}]
-    assert meta["properties"]["signature_name"] == "regress_x_to_y"
+    ):
+        assert meta["versions"] == ["1"]
+        assert meta["inputs"] == [{"name": "inputs", "datatype": "BYTES", "shape": [-1]}]
+        assert meta["properties"]["signature_name"] == "regress_x_to_y"
 
 
 # --------------------------------------------------------------------------- infer
@@ -280,11 +288,11 @@ async def test_mnist_images_in_binary(server: TestServer, standin_models: Path) 
 @pytest.mark.parametrize(("version", "offset"), [("1", 2.0), ("2", 3.0), ("stable", 2.0), ("canary", 3.0)])
 async def test_versions_and_labels(server: TestServer, version: str, offset: float) -> None:
     x = np.array([1.0, 4.0], dtype=np.float32)
-    result = await sync_call(
+    for result in await both_clients(
         server, lambda c: c.infer(HALF_PLUS_TWO, [infer_input("x", x, True)], model_version=version)
-    )
-    np.testing.assert_array_equal(result.as_numpy("y"), x * np.float32(0.5) + np.float32(offset), strict=True)
-    assert result.get_response()["model_version"] == ("1" if offset == 2.0 else "2")
+    ):
+        np.testing.assert_array_equal(result.as_numpy("y"), x * np.float32(0.5) + np.float32(offset), strict=True)
+        assert result.get_response()["model_version"] == ("1" if offset == 2.0 else "2")
 
 
 @pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
@@ -303,14 +311,17 @@ async def test_compressed_requests_and_replies(server: TestServer, standin_model
     assert_equal(result.as_numpy("probabilities"), expected["probabilities"], "probabilities")
     async with triton_aio.InferenceServerClient(host(server)) as client:
         aio = await client.infer(
-            "mnist", [infer_input("images", images, False)], request_compression_algorithm=algorithm
+            "mnist",
+            [infer_input("images", images, False)],
+            request_compression_algorithm=algorithm,
+            response_compression_algorithm="gzip",
         )
     assert_equal(aio.as_numpy("probabilities"), expected["probabilities"], "probabilities")
 
 
 async def test_query_parameters_and_infer_parameters_are_ignored(server: TestServer) -> None:
     x = np.array([2.0], dtype=np.float32)
-    result = await sync_call(
+    for result in await both_clients(
         server,
         lambda c: c.infer(
             HALF_PLUS_TWO,
@@ -320,8 +331,15 @@ async def test_query_parameters_and_infer_parameters_are_ignored(server: TestSer
             timeout=5_000_000,
             parameters={"custom": "value"},
         ),
-    )
-    np.testing.assert_array_equal(result.as_numpy("y"), np.array([4.0], dtype=np.float32), strict=True)
+    ):
+        np.testing.assert_array_equal(result.as_numpy("y"), np.array([4.0], dtype=np.float32), strict=True)
+    query = {"test_1": 1}
+    for ready, meta in zip(
+        await both_clients(server, lambda c: c.is_model_ready(HALF_PLUS_TWO, query_params=query)),
+        await both_clients(server, lambda c: c.get_model_metadata(HALF_PLUS_TWO, query_params=query)),
+        strict=True,
+    ):
+        assert ready is True and meta["name"] == HALF_PLUS_TWO
 
 
 async def test_signature_chosen_with_parameters(server: TestServer, standin_models: Path) -> None:
@@ -364,7 +382,12 @@ async def test_deployment_base_path(server: TestServer, base: str, model: str, o
     assert result.get_response()["model_name"] == model
     np.testing.assert_array_equal(result.as_numpy("y"), x * np.float32(0.5) + np.float32(offset), strict=True)
     async with triton_aio.InferenceServerClient(host(server, base)) as client:
+        assert await client.is_server_live() and await client.is_server_ready()
+        assert await client.is_model_ready(model) is True
+        assert (await client.get_server_metadata())["name"] == "tfserving-gateway"
+        assert (await client.get_model_metadata(model))["name"] == model
         aio = await client.infer(model, [infer_input("x", x, False)])
+    assert aio.get_response()["model_name"] == model
     np.testing.assert_array_equal(aio.as_numpy("y"), x * np.float32(0.5) + np.float32(offset), strict=True)
 
 
@@ -544,7 +567,48 @@ ERRORS: list[tuple[str, Callable[[triton.InferenceServerClient], Any], str, str]
         '"nope" not found',
     ),
     ("deployment-other-model", lambda c: c.get_model_metadata("mnist"), "404", "not served by deployment"),
+    (
+        "classification-output",
+        lambda c: c.infer(
+            HALF_PLUS_TWO, [infer_input("x", F32, True)], outputs=[triton.InferRequestedOutput("y", class_count=2)]
+        ),
+        "501",
+        "The classification output parameter is not supported",
+    ),
+    (
+        "bytes-where-floats",
+        lambda c: c.infer(HALF_PLUS_TWO, [infer_input("x", strings("1.0"), False)]),
+        "400",
+        "input 'x': model expects FP32 (DT_FLOAT), request has BYTES",
+    ),
+    (
+        "element-count",
+        lambda c: c.infer(HALF_PLUS_TWO, [_lying_shape(F32, [3])]),
+        "400",
+        "input 'x': 1 elements in 'data', but shape [3] holds 3",
+    ),
+    (
+        "missing-input",
+        lambda c: c.infer("multi_io", [infer_input("a", MULTI_IO["a"], True)]),
+        "400",
+        "missing input 'b'",
+    ),
+    (
+        "version-label-unknown",
+        lambda c: c.infer(HALF_PLUS_TWO, [infer_input("x", F32, True)], model_version="nope"),
+        "400",  # ModelServer's INVALID_ARGUMENT, as on v1
+        "Unrecognized servable version label: nope",
+    ),
+    ("metadata-unknown-version", lambda c: c.get_model_metadata(HALF_PLUS_TWO, "9"), "404", ""),
 ]
+
+
+def _lying_shape(array: np.ndarray, shape: list[int]) -> triton.InferInput:
+    """JSON data whose element count disagrees with the shape tritonclient declares (it checks binary itself)."""
+    item = triton.InferInput("x", list(array.shape), datatype(array))
+    item.set_data_from_numpy(array, binary_data=False)
+    item.set_shape(shape)
+    return item
 
 
 @pytest.mark.parametrize(("case", "use", "status", "message"), [pytest.param(*e, id=e[0]) for e in ERRORS])
@@ -556,6 +620,19 @@ async def test_errors_reach_the_client(
     got_status, got_message = shown.split("|", 1)
     assert got_status == status, shown
     assert message in got_message, shown
+
+
+@pytest.mark.parametrize(("case", "use", "status", "message"), [pytest.param(*e, id=e[0]) for e in ERRORS])
+async def test_errors_reach_the_aio_client(
+    server: TestServer, case: str, use: Callable[[Any], Any], status: str, message: str
+) -> None:
+    """The same calls through tritonclient.http.aio (they return coroutines there): same status, same text."""
+    base = "/model-serving/hp2" if case.startswith("deployment-") else ""
+    async with triton_aio.InferenceServerClient(host(server, base)) as client:
+        with pytest.raises(InferenceServerException) as caught:
+            await use(client)
+    assert caught.value.status() == status, caught.value
+    assert message in caught.value.message(), caught.value
 
 
 async def test_binary_bytes_output_carries_non_utf8(server: TestServer, standin_models: Path) -> None:

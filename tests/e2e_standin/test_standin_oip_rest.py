@@ -860,3 +860,73 @@ async def test_hostile_binary_framing_gets_a_4xx_or_an_answer_never_a_5xx(server
             assert reply.status_code >= 400 and next(iter(reply.json())) == "error", reply.text
 
     await asyncio.to_thread(check)
+
+
+# --------------------------------------------------------------------------- the gateway's own refusals, as the clients show them
+
+API_KEY = "oip-secret"
+
+
+@pytest.fixture
+async def guarded(standin: DevServer, aiohttp_server: Callable[..., Any]) -> AsyncIterator[TestServer]:
+    """A gateway whose mnist needs an API key, whose bodies stop at 64 KiB, and whose deployment
+    ``down`` sits on a backend nothing listens on."""
+    config = Settings.from_mapping(
+        {
+            "server": {"max_request_bytes": 65536},
+            "backends": {"default": {"targets": [standin.address]}, "dead": {"targets": ["127.0.0.1:1"]}},
+            "models": {"overrides": {"mnist": {"auth": {"type": "api_key", "api_keys": [{"env": "OIP_KEY"}]}}}},
+            "deployments": {"down": {"model": HALF_PLUS_TWO, "backend": "dead"}},
+        },
+        env={"OIP_KEY": API_KEY},
+    )
+    yield await aiohttp_server(create_app(config, registry=CollectorRegistry()))
+
+
+IMAGE = np.zeros((1, 784), dtype=np.float32)
+REFUSALS: list[tuple[str, str, Callable[[Any], Any], str, str]] = [
+    ("no-key", "", lambda c: c.infer("mnist", [infer_input("images", IMAGE, True)]), "401", "Authentication required"),
+    (
+        "wrong-key",
+        "",
+        lambda c: c.get_model_metadata("mnist", headers={"x-api-key": "nope"}),
+        "401",
+        "Invalid credentials",
+    ),
+    (
+        "too-large",
+        "",
+        lambda c: c.infer(HALF_PLUS_TWO, [infer_input("x", np.zeros(20_000, dtype=np.float32), True)]),
+        "413",
+        "Request body is larger than the limit of 65536 bytes",
+    ),
+    (
+        "backend-down",
+        "/model-serving/down",
+        lambda c: c.infer("down", [infer_input("x", F32, True)]),
+        "503",
+        "",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "base", "use", "status", "message"), [pytest.param(*r, id=r[0]) for r in REFUSALS])
+async def test_gateway_refusals_reach_both_clients(
+    guarded: TestServer, case: str, base: str, use: Callable[[Any], Any], status: str, message: str
+) -> None:
+    shown = await sync_call(guarded, _raises(use), base)
+    assert shown.split("|", 1)[0] == status and message in shown, shown
+    async with triton_aio.InferenceServerClient(host(guarded, base)) as client:
+        with pytest.raises(InferenceServerException) as caught:
+            await use(client)
+    assert caught.value.status() == status and message in (caught.value.message() or ""), caught.value
+
+
+async def test_the_right_key_passes_and_an_unreachable_model_is_not_ready(guarded: TestServer) -> None:
+    headers = {"x-api-key": API_KEY}
+    for result in await both_clients(
+        guarded, lambda c: c.infer("mnist", [infer_input("images", IMAGE, True)], headers=headers)
+    ):
+        assert result.as_numpy("classes").shape == (1,)
+    assert await both_clients(guarded, lambda c: c.is_model_ready("down"), "/model-serving/down") == [False, False]
+    assert await both_clients(guarded, lambda c: c.is_server_ready(), "/model-serving/down") == [False, False]

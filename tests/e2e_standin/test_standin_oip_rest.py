@@ -905,7 +905,7 @@ REFUSALS: list[tuple[str, str, Callable[[Any], Any], str, str]] = [
         "/model-serving/down",
         lambda c: c.infer("down", [infer_input("x", F32, True)]),
         "503",
-        "",
+        "Backend dead is unavailable",
     ),
 ]
 

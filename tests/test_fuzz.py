@@ -483,15 +483,20 @@ def test_codec_only_raises_client_errors(request: tuple[str, Any]) -> None:
         signal.signal(signal.SIGALRM, previous)
 
 
-def test_atheris_parser_target(tmp_path: Path) -> None:
-    """A brief coverage-guided run over the committed corpus (new inputs go to tmp_path)."""
+@pytest.mark.parametrize(
+    ("target", "corpus", "runs"),
+    [("fuzz_request.py", "corpus", 1500), ("fuzz_oip_binary.py", "corpus_oip", 3000)],
+    ids=["parser", "oip_binary"],
+)
+def test_atheris_target(tmp_path: Path, target: str, corpus: str, runs: int) -> None:
+    """A brief coverage-guided run of each target over its committed corpus (new inputs go to tmp_path)."""
     result = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "fuzz" / "fuzz_request.py"),
+            str(ROOT / "fuzz" / target),
             str(tmp_path),
-            str(ROOT / "fuzz" / "corpus"),
-            "-atheris_runs=1500",
+            str(ROOT / "fuzz" / corpus),
+            f"-atheris_runs={runs}",
             "-timeout=30",  # instrumented code runs ~10x slower; a real stall takes hours
             "-seed=1",  # the same mutations every CI run
             f"-artifact_prefix={tmp_path}/",
@@ -502,7 +507,7 @@ def test_atheris_parser_target(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Done 1500" in result.stderr
+    assert f"Done {runs}" in result.stderr
 
 
 # --------------------------------------------------------------------------- the OIP binary framing, over HTTP
@@ -601,25 +606,3 @@ def test_hostile_oip_binary_framing(stack: Stack, request: tuple[str, bytes, dic
     problems = oip_problems(resp.status_code, resp.headers, resp.content)
     assert not problems, f"POST {path} {headers}: {problems}: {resp.content[:500]!r}"
     assert_healthy(stack)
-
-
-def test_atheris_oip_binary_target(tmp_path: Path) -> None:
-    """A brief coverage-guided run of the binary-framing target over its committed corpus."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "fuzz" / "fuzz_oip_binary.py"),
-            str(tmp_path),
-            str(ROOT / "fuzz" / "corpus_oip"),
-            "-atheris_runs=3000",
-            "-timeout=30",
-            "-seed=1",
-            f"-artifact_prefix={tmp_path}/",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Done 3000" in result.stderr

@@ -125,34 +125,27 @@ def test_the_readme_shows_what_rest_v1_prints(standin_models: Path) -> None:
 # --------------------------------------------------------------------------- Open Inference Protocol over REST
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("mode", [(), ("--json",)], ids=["binary", "json"])
-@pytest.mark.parametrize("target", [("", "mnist"), ("/model-serving/digits", "digits")], ids=["model", "deployment"])
-async def test_v2_http_client_prints_the_digit(
-    standin_gateway: Client, standin_models: Path, mode: tuple[str, ...], target: tuple[str, str]
-) -> None:
-    base, model = target
-    url = f"127.0.0.1:{standin_gateway.port}{base}"  # tritonclient takes host:port[/base], no scheme
-    run = await run_client("v2_http", "--url", url, "--model", model, *mode)
-    assert (run.status, run.stdout) == (0, expected_line(standin_models) + "\n"), run.stderr
+def v2_rest_url(client: Client, name: str, base: str = "") -> str:
+    """The --url each V2 REST client takes: tritonclient host:port[/base] with no scheme, kserve a full URL."""
+    url = str(client.make_url(base)).rstrip("/")
+    return url.removeprefix("http://") if name == "v2_http" else url
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", ["v2_http", "v2_kserve"])
 @pytest.mark.parametrize("mode", [(), ("--json",)], ids=["binary", "json"])
 @pytest.mark.parametrize("target", [("", "mnist"), ("/model-serving/digits", "digits")], ids=["model", "deployment"])
-async def test_v2_kserve_client_prints_the_digit(
-    standin_gateway: Client, standin_models: Path, mode: tuple[str, ...], target: tuple[str, str]
+async def test_v2_rest_clients_print_the_digit(
+    standin_gateway: Client, standin_models: Path, name: str, mode: tuple[str, ...], target: tuple[str, str]
 ) -> None:
     base, model = target
-    url = str(standin_gateway.make_url(base)).rstrip("/")
-    run = await run_client("v2_kserve", "--url", url, "--model", model, *mode)
+    run = await run_client(name, "--url", v2_rest_url(standin_gateway, name, base), "--model", model, *mode)
     assert (run.status, run.stdout) == (0, expected_line(standin_models) + "\n"), run.stderr
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["v2_http", "v2_kserve"])
 async def test_v2_rest_clients_print_the_gateways_error(standin_gateway: Client, name: str) -> None:
-    url = str(standin_gateway.make_url("")).rstrip("/")
-    run = await run_client(name, "--url", url.removeprefix("http://") if name == "v2_http" else url, "--model", "nope")
+    run = await run_client(name, "--url", v2_rest_url(standin_gateway, name), "--model", "nope")
     assert run.status == 1 and run.stdout == "", run
     assert "Servable not found for request: Latest(nope)" in run.stderr, run.stderr

@@ -10,38 +10,20 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from aiohttp.test_utils import TestServer
-from prometheus_client import CollectorRegistry
 
-from devserver.testing import DevServer
-from gateway.config import Settings
-from gateway.web.app import create_app
+from . import test_standin_oip_rest
+from .conftest import HALF_PLUS_TWO, LATEST, tf_outputs, version_dir
 
-from .conftest import DEPLOYMENTS, HALF_PLUS_TWO, LATEST, tf_outputs, version_dir
-from .test_standin_oip_rest import wait_ready
+server = test_standin_oip_rest.server  # the same gateway fixture: in front of the stand-in, probes passed
 
 SCRIPT = Path(__file__).with_name("kserve_calls.py")
 CLIENT_SECONDS = 120  # a bound on a hang, not a timing assertion
 X = np.array([1.0, 2.0, -3.25, 3.4e38], dtype=np.float32)
-
-
-@pytest.fixture
-async def server(standin: DevServer, aiohttp_server: Callable[..., Any]) -> AsyncIterator[TestServer]:
-    config = Settings.from_mapping(
-        {
-            "backends": {"default": {"targets": [standin.address]}},
-            "deployments": {name: dict(spec) for name, spec in DEPLOYMENTS.items()},
-        }
-    )
-    gateway: TestServer = await aiohttp_server(create_app(config, registry=CollectorRegistry(), probes=True))
-    await wait_ready(gateway)
-    yield gateway
 
 
 async def kserve_calls(url: str, model: str) -> dict[str, Any]:

@@ -862,7 +862,7 @@ async def test_hostile_binary_framing_gets_a_4xx_or_an_answer_never_a_5xx(server
     await asyncio.to_thread(check)
 
 
-# --------------------------------------------------------------------------- the gateway's own refusals, as the clients show them
+# --------------------------------------------------------------------------- the gateway's own refusals
 
 API_KEY = "oip-secret"
 

@@ -513,20 +513,27 @@ def encode_outputs(arrays: Mapping[str, npt.NDArray[Any]], fmt: Format) -> bytes
     """Output tensors (sorted by alias) -> the REST body; micro-batching hands in row slices."""
     if not arrays:
         raise InvalidArgument("Cannot convert empty tensor map to JSON")
-    _check_writable(arrays)
+    arrays = _writable(arrays)
     if fmt == "columnar":
         return _encode_columnar(arrays)
     return _encode_rows(arrays)
 
 
-def _check_writable(arrays: Mapping[str, npt.NDArray[Any]]) -> None:
+def _writable(arrays: Mapping[str, npt.NDArray[Any]]) -> Mapping[str, npt.NDArray[Any]]:
     """TF Serving's JSON writer has no case for DT_HALF, DT_BFLOAT16 or DT_UINT16 (spec §5.2): it fails
-    the whole request on the first such value it writes, so an empty tensor of one still passes."""
-    for array in arrays.values():
+    the whole request on the first such value it writes, so an empty tensor of one still passes
+    (written as its nested empty lists, which any numeric dtype prints alike)."""
+    out = dict(arrays)
+    for alias, array in arrays.items():
         dtype = of_array(array)
-        if array.size and (dtype is None or dtype.enum not in SUPPORTED):
-            name = "unknown" if dtype is None else dtype.name
-            raise InvalidArgument(f"Failed to write JSON value for tensor type: {name}")
+        if dtype is not None and dtype.enum in SUPPORTED:
+            continue
+        if array.size:
+            raise InvalidArgument(
+                f"Failed to write JSON value for tensor type: {'unknown' if dtype is None else dtype.name}"
+            )
+        out[alias] = array.astype(np.float32)
+    return out
 
 
 def _encode_columnar(arrays: Mapping[str, npt.NDArray[Any]]) -> bytes:

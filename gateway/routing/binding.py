@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from gateway.codec import messages
-from gateway.config import DeploymentSettings, ModelSettings, Settings, SplitArm
+from gateway.config import DeploymentSettings, ModelSettings, Settings, ShadowArm, SplitArm
 from gateway.errors import InvalidArgument, NotFound
 from gateway.routing import split
 from gateway.routing.routes import Target
@@ -120,6 +120,21 @@ def _bind_arm(
     model = arm.model or deployment.model
     signature = deployment.signature_name or ""
     return Binding(backend, model, arm.version, arm.label, timeout, target.name, deployment, arm.name, signature)
+
+
+def shadow_binding(binding: Binding, deployment: DeploymentSettings, arm: ShadowArm) -> Binding:
+    """Where a copy of a request bound to ``binding`` goes for shadow ``arm``, with the shadow's
+    own deadline; ``arm`` names the shadow (the primary's arm stays on the request's info)."""
+    backend, model, version, label = deployment.coordinates(arm)
+    return replace(
+        binding,
+        backend=backend,
+        model=model,
+        version=version,
+        label=label,
+        timeout_seconds=deployment.shadow_timeout_seconds,
+        arm=arm.name,
+    )
 
 
 def _sticky(deployment: DeploymentSettings, headers: Mapping[str, str]) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import tritonclient.grpc as triton
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
@@ -25,6 +26,7 @@ from gateway.config import Settings
 from gateway.web.app import create_app
 
 from .conftest import PredictCase, assert_predict_matches, strings, tf_outputs, version_dir
+from .test_standin_oip_grpc import Gateway, gateway_settings, infer_input, start_gateway, sync_call
 from .test_standin_oip_rest import wait_ready
 
 DEPLOYMENT = "/model-serving/json-dtypes"
@@ -131,3 +133,42 @@ async def test_v2_requests_own_signature_wins(server: TestServer, standin_models
     assert answer["outputs"] == [{"name": "uint16", "datatype": "UINT16", "shape": [1], "data": expected.tolist()}]
     status, meta = await call(server, "GET", f"{DEPLOYMENT}/v2/models/dtypes?signature_name=narrow")
     assert meta["properties"]["signature_name"] == "narrow" and [i["name"] for i in meta["inputs"]] == ["x"], meta
+
+
+async def test_grpc_model_metadata_and_infer_use_the_deployments_signature(
+    standin: DevServer, standin_models: Path, aiohttp_server: Callable[..., Any]
+) -> None:
+    """OIP gRPC's ModelMetadata names no signature, so under ``x-deployment-id`` it is the deployment's."""
+    settings = gateway_settings(
+        standin.address,
+        deployments={
+            "json-dtypes": {"model": "dtypes", "signature_name": "tf_serving_json"},
+            "plain-dtypes": {"model": "dtypes"},
+        },
+    )
+    rest, grpc_server = await start_gateway(settings, aiohttp_server)
+    gw = Gateway(rest, grpc_server.port)
+
+    def use(client: triton.InferenceServerClient) -> tuple[Any, ...]:
+        scoped, plain = {"x-deployment-id": "json-dtypes"}, {"x-deployment-id": "plain-dtypes"}
+        inputs = [infer_input(name, array) for name, array in INPUTS.items()]
+        return (
+            client.get_model_metadata("dtypes", headers=scoped),
+            client.get_model_metadata("dtypes", headers=plain),
+            client.infer("dtypes", inputs, headers=scoped),
+        )
+
+    try:
+        scoped_meta, plain_meta, result = await sync_call(gw, use)
+    finally:
+        await grpc_server.close()
+    assert [i.name for i in scoped_meta.inputs] == sorted(INPUTS)
+    assert len(plain_meta.inputs) == 12
+    expected = tf_outputs(version_dir(standin_models, "dtypes"), INPUTS, "tf_serving_json")
+    for name, array in expected.items():
+        got = result.as_numpy(name)
+        assert got is not None, name
+        if array.dtype == object:
+            assert list(got) == list(array), name
+        else:
+            np.testing.assert_array_equal(got, array, err_msg=name, strict=True)

@@ -32,7 +32,7 @@ from gateway.config import ServerSettings, Settings
 from gateway.grpcfront.server import GrpcServer
 from gateway.ops.accesslog import ACCESS_LOGGER
 from gateway.web.app import create_app
-from gateway.web.keys import SERVICES
+from gateway.web.keys import HEALTH, SERVICES
 
 from .conftest import CLASSIFY, REGRESS, AiohttpClient, Client, examples_body
 from .test_standin_split import VERSION_OF_ANSWER, bounded
@@ -206,8 +206,8 @@ async def test_the_open_inference_protocol_front_is_shadowed(make_gateway: MakeG
 
 async def test_the_tf_serving_grpc_front_is_shadowed(make_gateway: MakeGateway) -> None:
     client, registry = await make_gateway({"cand": {"model": HP2, "version": 1, "shadow": [OTHER]}})
-    ref = client.server.app[SERVICES]
-    server = await GrpcServer.start(ref, ServerSettings(host="127.0.0.1"), 0)
+    app = client.server.app
+    server = await GrpcServer.start(app[SERVICES], app[HEALTH], ServerSettings(host="127.0.0.1"), 0)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             request = predict_pb2.PredictRequest()

@@ -60,7 +60,7 @@ API_ROUTES = (
         for kind in ("status", "metadata", "predict", "classify", "regress")
     )
 )
-ROUTES = (*API_ROUTES, "healthz", "readyz", "metrics", "unmatched")
+ROUTES = (*API_ROUTES, "healthz", "readyz", "metrics", "openapi", "docs", "unmatched")
 
 
 _MAX_BOUND_CHILDREN = 4096

@@ -71,6 +71,7 @@ def leaf(spec: TensorSpec, alias: str, *, output: bool) -> Schema:
     if dtype.is_float:
         return {"type": "number", "format": dtype.name}
     if dtype.is_int:
+        # TF Serving reads 3.0 as a float, a 400 for an integer input: write integers without a fraction.
         return {"type": "integer", "format": dtype.name, "minimum": dtype.lo, "maximum": dtype.hi}
     return {"type": "boolean"}
 
@@ -135,11 +136,20 @@ def _form(tensors: Mapping[str, TensorSpec], output: bool, columnar: bool) -> Sc
 
 
 def predict_request(signatures: Mapping[str, SignatureSpec]) -> Schema:
-    """A predict body for any of ``signatures``: ``signature_name`` picks one (the default when absent)."""
-    variants = [_request_variant(name, sig) for name, sig in signatures.items() if sig.inputs]
+    """A predict body for any of ``signatures``: ``signature_name`` picks one (the default when absent).
+
+    A signature with an input the REST API cannot convert (``half``, ``complex64``...) is left out:
+    every call to it is a 501, so no body for it is valid.
+    """
+    variants = [_request_variant(name, sig) for name, sig in signatures.items() if callable_over_rest(sig)]
     if not variants:
-        return {"type": "object"}
+        return {"not": {}, "description": "No signature of this model can be called over REST (501)."}
     return variants[0] if len(variants) == 1 else {"anyOf": variants}
+
+
+def callable_over_rest(sig: SignatureSpec) -> bool:
+    """Whether JSON can carry every input of ``sig``."""
+    return bool(sig.inputs) and all(spec.dtype is not None for spec in sig.inputs.values())
 
 
 def _request_variant(name: str, sig: SignatureSpec) -> Schema:

@@ -26,6 +26,7 @@ from google.protobuf.message import DecodeError, Message
 
 from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
 from gateway._pb.tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
+from gateway.codec import oip
 from gateway.codec.messages import SIGNATURE_DEF_FIELD
 from gateway.codec.tensors import SUPPORTED, DType, dtype_name
 from gateway.errors import BadGateway
@@ -78,12 +79,16 @@ class TensorSpec:
     """One tensor of a signature, as plain values: what describing it needs, without protobuf.
 
     ``dtype`` is None for a dtype the REST API cannot convert (``dtype_name`` still names it);
-    ``dims`` is None for an unknown rank, and a dim of -1 has an unknown size.
+    ``dims`` is None for an unknown rank, and a dim of -1 has an unknown size. ``datatype`` is the
+    Open Inference Protocol's name (``FP32``...), ``oip_dtype`` how its JSON carries it (None: it
+    cannot, e.g. BF16 or complex).
     """
 
     dtype: DType | None
     dtype_name: str
     dims: tuple[int, ...] | None
+    datatype: str = ""
+    oip_dtype: DType | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +101,8 @@ class SignatureSpec:
 def _tensor_spec(info: meta_graph_pb2.TensorInfo) -> TensorSpec:
     shape = info.tensor_shape
     dims = None if shape.unknown_rank else tuple(int(dim.size) for dim in shape.dim)
-    return TensorSpec(SUPPORTED.get(info.dtype), dtype_name(info.dtype), dims)
+    datatype = oip.datatype_of(info.dtype)
+    return TensorSpec(SUPPORTED.get(info.dtype), dtype_name(info.dtype), dims, datatype, oip.DATATYPES.get(datatype))
 
 
 def signature_specs(sigs: Mapping[str, meta_graph_pb2.SignatureDef]) -> dict[str, SignatureSpec]:

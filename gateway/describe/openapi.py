@@ -99,6 +99,17 @@ class Servable:
             return f"{path}/labels/{quote(self.label, safe='')}"
         return path
 
+    @property
+    def oip_model(self) -> str:
+        """The same servable's Open Inference Protocol model path (OIP §2, §9)."""
+        name = quote(self.name, safe="")
+        path = f"/v2/models/{name}" if self.family == "v1" else f"/model-serving/{name}/v2/models/{name}"
+        if self.version is not None:
+            return f"{path}/versions/{self.version}"
+        if self.label is not None:
+            return f"{path}/versions/{quote(self.label, safe='')}"
+        return path
+
 
 @dataclass(frozen=True, slots=True)
 class Surface:
@@ -298,6 +309,7 @@ def _read(ok: dict[str, Any], protected: bool) -> dict[str, Any]:
 def _add_servable(paths: dict[str, dict[str, Any]], servable: Servable) -> None:
     tag = f"{'model' if servable.family == 'v1' else 'deployment'}: {servable.name}"
     _add_tfs(paths, servable.prefix, tag, servable.protected, servable.signatures)
+    _add_oip_model(paths, servable.oip_model, tag, servable.protected, servable.signatures)
     if servable.note:
         for operations in (paths[servable.prefix], paths[f"{servable.prefix}:predict"]):
             for operation in operations.values():
@@ -382,17 +394,37 @@ def _add_oip(paths: dict[str, dict[str, Any]], root: str, auth: bool, *, deploym
         f"{root}/health/live": ("Server live", _flag("live"), (*server_errors, 503)),
         f"{root}/health/ready": ("Server ready", _flag("ready"), (*server_errors, 503)),
     }
-    for model in (f"{root}/models/{{model}}", f"{root}/models/{{model}}/versions/{{version}}"):
-        ready = {"type": "object", "properties": {"name": {"type": "string"}, "ready": {"const": True}}}
-        gets[model] = ("Model metadata", _OIP_MODEL_METADATA, _READ)
-        gets[f"{model}/ready"] = ("Model ready", ready, _READ)
-        infer = f"{model}/infer"
-        responses = {"200": _ok("Inference outputs", _OIP_INFER_RESPONSE), **_errors(_WRITE, auth)}
-        paths[infer] = {"post": _operation("post", infer, "Infer", _OIP_TAG, responses, auth, _OIP_INFER_REQUEST)}
     # The server's own routes follow the global policy, health routes auth.protect_health: both under `auth`.
     for path, (summary, schema, statuses) in gets.items():
         responses = {"200": _ok(summary, schema), **_errors(statuses, auth)}
         paths[path] = {"get": _operation("get", path, summary, _OIP_TAG, responses, auth)}
+    for model in (f"{root}/models/{{model}}", f"{root}/models/{{model}}/versions/{{version}}"):
+        _add_oip_model(paths, model, _OIP_TAG, auth, None)
+
+
+_OIP_READY: Schema = {"type": "object", "properties": {"name": {"type": "string"}, "ready": {"const": True}}}
+
+
+def _add_oip_model(
+    paths: dict[str, dict[str, Any]],
+    model: str,
+    tag: str,
+    protected: bool,
+    signatures: Mapping[str, SignatureSpec] | None,
+) -> None:
+    """Model metadata, ready and infer under one OIP model path; infer's bodies from ``signatures``."""
+    for path, summary, schema in (
+        (model, "Model metadata", _OIP_MODEL_METADATA),
+        (f"{model}/ready", "Model ready", _OIP_READY),
+    ):
+        responses = {"200": _ok(summary, schema), **_errors(_READ, protected)}
+        paths[path] = {"get": _operation("get", path, summary, tag, responses, protected)}
+    infer = f"{model}/infer"
+    request, reply = _OIP_INFER_REQUEST, _OIP_INFER_RESPONSE
+    if signatures is not None:
+        request, reply = schemas.oip_infer_request(signatures), schemas.oip_infer_response(signatures)
+    responses = {"200": _ok("Inference outputs", reply), **_errors(_WRITE, protected)}
+    paths[infer] = {"post": _operation("post", infer, "Infer", tag, responses, protected, request)}
 
 
 # --------------------------------------------------------------------------- the gateway's own pages

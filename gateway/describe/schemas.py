@@ -15,6 +15,9 @@ A tensor's schema follows its signature (``codec/meta.py``'s ``TensorSpec``)::
                                 "items": {"type": "array", "minItems": 3, "maxItems": 3, ...}}}
     unknown rank     {} (any nesting)
 
+The Open Inference Protocol's infer bodies (``oip_*``) list tensors by name with their datatype, shape and
+flat ``data`` (``docs/spec/open-inference-protocol.md`` §3-§4), from the same signatures.
+
 The row format (``instances`` / ``predictions``) lists slices along dim 0; the columnar format
 (``inputs`` / ``outputs``) sends whole tensors. One input or output stands alone; several are
 an object keyed by alias. A request is either form (``oneOf``), and so is the answer.
@@ -24,6 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from gateway.codec.meta import SignatureSpec, TensorSpec
 from gateway.codec.predict import DEFAULT_SIGNATURE
@@ -174,18 +179,19 @@ def _either(key: str, value: Schema, other: str) -> Schema:
 
 def predict_response(signatures: Mapping[str, SignatureSpec]) -> Schema:
     """What predict answers for any of ``signatures``, in the request's form."""
-    variants = [_response_variant(sig) for sig in signatures.values() if sig.outputs]
+    variants = [_response_variant(name, sig) for name, sig in signatures.items() if sig.outputs]
     if not variants:
         return generic_predict_response()
     return variants[0] if len(variants) == 1 else {"anyOf": variants}
 
 
-def _response_variant(sig: SignatureSpec) -> Schema:
+def _response_variant(name: str, sig: SignatureSpec) -> Schema:
     return {
+        "title": name,
         "oneOf": [
             _only("predictions", _form(sig.outputs, True, False)),
             _only("outputs", _form(sig.outputs, True, True)),
-        ]
+        ],
     }
 
 
@@ -237,9 +243,114 @@ def examples_request() -> Schema:
 
 
 def classify_response() -> Schema:
-    pair = {"type": "array", "prefixItems": [{"type": "string"}, {"type": "number"}], "minItems": 2, "maxItems": 2}
+    pair = {"type": "array", "items": {"type": ["string", "number"]}, "minItems": 2, "maxItems": 2}  # [label, score]
     return _only("results", {"type": "array", "items": {"type": "array", "items": pair}})
 
 
 def regress_response() -> Schema:
     return _only("results", {"type": "array", "items": {"type": "number"}})
+
+
+# --------------------------------------------------------------------------- the Open Inference Protocol
+
+_NON_FINITE: Schema = {"enum": ["NaN", "Infinity", "-Infinity"]}
+
+
+def oip_element(spec: TensorSpec) -> Schema:
+    """One element of ``data`` for a tensor of ``spec``'s datatype (OIP §4)."""
+    dtype = spec.oip_dtype
+    if dtype is None:
+        return {"description": f"{spec.datatype}: not carried by JSON"}
+    if dtype.is_string:
+        return {"type": "string"}
+    if dtype.is_int:
+        return {"type": "integer", "minimum": dtype.lo, "maximum": dtype.hi}
+    if dtype.name == "bool":
+        return {"type": "boolean"}
+    assert dtype.numpy is not None
+    largest = float(np.finfo(dtype.numpy).max)  # type: ignore[type-var]  # a float dtype here; past it: 400
+    return {"anyOf": [{"type": "number", "minimum": -largest, "maximum": largest}, _NON_FINITE]}
+
+
+def _oip_shape(spec: TensorSpec) -> Schema:
+    """The rank when known; each dim's size is not pinned, since ``prefixItems`` trips schemathesis."""
+    shape: Schema = {"type": "array", "items": {"type": "integer", "minimum": 0}}
+    if spec.dims is not None:
+        shape["minItems"] = shape["maxItems"] = len(spec.dims)
+    return shape
+
+
+def oip_tensor(alias: str, spec: TensorSpec) -> Schema:
+    """An entry of ``inputs`` or ``outputs`` in JSON: name, datatype, shape and flat ``data``."""
+    return {
+        "type": "object",
+        "properties": {
+            "name": {"const": alias},
+            "datatype": {"const": spec.datatype},
+            "shape": _oip_shape(spec),
+            "data": {"type": "array", "items": oip_element(spec)},
+        },
+        "required": ["name", "datatype", "shape", "data"],
+    }
+
+
+def callable_over_oip(sig: SignatureSpec) -> bool:
+    return bool(sig.inputs) and all(spec.oip_dtype is not None for spec in sig.inputs.values())
+
+
+def oip_infer_request(signatures: Mapping[str, SignatureSpec]) -> Schema:
+    """An infer body in JSON for any signature OIP can call; ``parameters.signature_name`` picks it."""
+    variants = [_oip_request(name, sig) for name, sig in signatures.items() if callable_over_oip(sig)]
+    if not variants:
+        return {"not": {}, "description": "No signature of this model can be called over OIP (501)."}
+    return variants[0] if len(variants) == 1 else {"anyOf": variants}
+
+
+def _oip_request(name: str, sig: SignatureSpec) -> Schema:
+    inputs = [{**oip_tensor(alias, spec), "additionalProperties": False} for alias, spec in sig.inputs.items()]
+    # Each input once (a repeat or a missing one is a 400): n entries, each one of the n inputs.
+    listed: Schema = {"type": "array", "items": {"anyOf": inputs}, "minItems": len(inputs), "maxItems": len(inputs)}
+    parameters: Schema = {
+        "type": "object",
+        "properties": {"signature_name": {"const": name}},
+        "additionalProperties": False,
+    }
+    schema: Schema = {
+        "type": "object",
+        "title": name,
+        "properties": {
+            "id": {"type": "string"},
+            "parameters": parameters,
+            "inputs": listed,
+            "outputs": {
+                "type": "array",
+                "uniqueItems": True,
+                "items": {
+                    "type": "object",
+                    "properties": {"name": {"enum": list(sig.outputs)}},
+                    "required": ["name"],
+                    "additionalProperties": False,
+                },
+            },
+        },
+        "required": ["inputs"],
+    }
+    if name != DEFAULT_SIGNATURE:
+        parameters["required"] = ["signature_name"]
+        schema["required"] = ["inputs", "parameters"]
+    return schema
+
+
+def oip_infer_response(signatures: Mapping[str, SignatureSpec]) -> Schema:
+    """The JSON answer: an entry per output computed, each as its signature describes it."""
+    outputs = [oip_tensor(alias, spec) for sig in signatures.values() for alias, spec in sig.outputs.items()]
+    return {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "outputs": {"type": "array", "items": {"anyOf": outputs} if outputs else {}},
+        },
+        "required": ["model_name", "outputs"],
+    }

@@ -7,6 +7,7 @@ auth, the document's cache and what it says about the fake's model zoo.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from html.parser import HTMLParser
@@ -14,8 +15,11 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from browser import chromium_fixture, wait_until  # noqa: F401  (the chromium fixture, by name)
 from harness import MODEL, ODD_NAME, MakeGatewayClient, raw_url
 from openapi_spec_validator import validate
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from gateway.web import selfdoc
 
@@ -77,6 +81,8 @@ async def test_docs_page_loads_only_same_origin_assets_under_a_strict_csp(
     refs.feed(body.decode())
     assert refs.urls and not refs.inline_script, "the init script must be a file, for the CSP"
     for url in refs.urls:
+        if url == "data:,":  # the empty favicon: the browser then asks for no /favicon.ico
+            continue
         assert url.startswith("/docs/") and url in selfdoc.ASSETS, url
         asset_status, asset_headers, asset_body = await get(client, url)
         assert asset_status == 200 and asset_body, url
@@ -189,3 +195,42 @@ async def test_requests_are_counted_under_their_own_routes(make_gateway_client: 
     text = metrics.decode()
     assert re.search(r'tfs_gateway_http_requests_total\{[^}]*code="200"[^}]*route="openapi"', text)
     assert re.search(r'tfs_gateway_http_requests_total\{[^}]*code="200"[^}]*route="docs"', text)
+
+
+# --------------------------------------------------------------------------- in a real browser
+
+
+def _try_predict(driver: WebDriver, base: str) -> tuple[str, str, list[dict[str, Any]]]:
+    """Open /docs, run "Try it out" on a deployment's predict, and return (status, body, console log)."""
+    driver.get(f"{base}/docs")
+    path = "/model-serving/my-dep:predict"
+    summary = wait_until(
+        driver,
+        lambda d: d.find_element(By.CSS_SELECTOR, f'.opblock-summary-path[data-path="{path}"]'),
+        f"the {path} operation",
+    )
+    summary.click()
+    wait_until(driver, lambda d: d.find_element(By.CSS_SELECTOR, ".try-out__btn"), "Try it out").click()
+    editor = wait_until(driver, lambda d: d.find_element(By.CSS_SELECTOR, "textarea.body-param__text"), "the body")
+    editor.clear()
+    editor.send_keys('{"instances": [1.0, 2.0]}')
+    driver.find_element(By.CSS_SELECTOR, ".execute").click()
+    status = wait_until(
+        driver,
+        lambda d: d.find_element(By.CSS_SELECTOR, ".live-responses-table tbody .response-col_status").text.strip(),
+        "the live response",
+    )
+    body = driver.find_element(By.CSS_SELECTOR, ".live-responses-table tbody .response-col_description").text
+    return status, body, driver.get_log("browser")
+
+
+async def test_swagger_ui_calls_the_gateway_from_a_real_browser(
+    make_gateway_client: MakeGatewayClient, chromium: WebDriver
+) -> None:
+    client = await make_gateway_client()
+    base = f"http://127.0.0.1:{client.server.port}"
+    # selenium blocks: it runs on a thread so this loop keeps serving the page it drives
+    status, body, console = await asyncio.to_thread(_try_predict, chromium, base)
+    assert status == "200", body
+    assert json.loads(body[body.index("{") : body.rindex("}") + 1]) == {"predictions": [2.5, 3.0]}
+    assert not [entry for entry in console if entry["level"] == "SEVERE"], console

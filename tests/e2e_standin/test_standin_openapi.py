@@ -228,7 +228,9 @@ def _input_aliases(described: dict[str, Any], path: str) -> list[str]:
 
 
 async def test_a_new_version_changes_the_document(
-    fresh_client: Any, base_path: Path, standin_models: Path  # noqa: F811
+    fresh_client: Any,
+    base_path: Path,  # noqa: F811  (the imported fixture, by name)
+    standin_models: Path,
 ) -> None:
     client = await fresh_client()
     before = await document(client)

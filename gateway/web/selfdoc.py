@@ -157,7 +157,6 @@ async def gather(services: Services, specials: dict[str, routes.Endpoint], reque
 
 
 async def _deployment(services: Services, name: str, request_id: str) -> openapi.Servable:
-    deployment = services.settings.deployments[name]
     target = routes.Target("deployment", "metadata", name)
     protected = _protected(services, target)
     # A split draws its arm at random: a fixed draw keeps the document stable for one config.
@@ -167,7 +166,7 @@ async def _deployment(services: Services, name: str, request_id: str) -> openapi
     except GatewayError as exc:
         note = f"Signatures unavailable ({exc.message}); described generically."
         return openapi.Servable("deployment", name, protected=protected, note=note)
-    note = f"Model {deployment.model!r}" + (f", split arm {binding.arm!r}" if binding.arm else "")
+    note = f"Model {binding.model!r}" + (f", split arm {binding.arm!r}" if binding.arm else "")
     return openapi.Servable(
         "deployment", name, signatures=codec_meta.signature_specs(sigs), protected=protected, note=note
     )

@@ -204,3 +204,17 @@ def test_error_statuses_and_auth() -> None:
     assert "401" in locked["paths"]["/openapi.json"]["get"]["responses"]
     assert "401" not in locked["paths"]["/metrics"]["get"]["responses"], "metrics not in protected"
     assert set(locked["components"]["securitySchemes"]) == {"basicAuth", "bearerAuth", "apiKey"}
+
+
+def test_the_client_deadline_header_is_documented_where_routes_bind() -> None:
+    paths = document()["paths"]
+
+    def headers(path: str, method: str) -> list[str]:
+        return [p["name"] for p in paths[path][method].get("parameters", []) if p["in"] == "header"]
+
+    for path, method in (("/v1/models/{model}", "get"), ("/v2/models/{model}/infer", "post")):
+        assert headers(path, method) == ["X-Request-Timeout"], path
+    deployment_health = paths["/model-serving/{deployment}/v2/health/live"]["get"]
+    assert "X-Request-Timeout" in str(deployment_health["parameters"]) and "400" in deployment_health["responses"]
+    for path in ("/v2/health/live", "/healthz", "/openapi.json"):
+        assert headers(path, "get") == [], path

@@ -194,6 +194,8 @@ def _operation(
         "responses": responses,
     }
     parameters = _parameters(path)
+    if path.startswith(_BINDING_ROOTS):
+        parameters.append(_CLIENT_TIMEOUT)
     if parameters:
         operation["parameters"] = parameters
     if body is not None:
@@ -215,6 +217,15 @@ _PARAMETERS: dict[str, dict[str, Any]] = {
 }
 _OIP_VERSION = {"description": "A version number, or else a version label.", "schema": _NAME}
 _TEMPLATE = re.compile(r"\{(\w+)\}")
+# Routes that bind to a model or deployment, and so read the client's deadline (routing/binding.py).
+_BINDING_ROOTS = ("/v1/", "/model-serving/", "/v2/models/")
+_CLIENT_TIMEOUT = {
+    "name": "X-Request-Timeout",
+    "in": "header",
+    "required": False,
+    "description": "The client's deadline in seconds, capped by `timeouts.max_client_seconds`; 504 when it runs out.",
+    "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e300},
+}
 
 
 def _parameters(path: str) -> list[dict[str, Any]]:
@@ -388,7 +399,7 @@ def _flag(key: str) -> Schema:
 
 def _add_oip(paths: dict[str, dict[str, Any]], root: str, auth: bool, *, deployment: bool) -> None:
     """``root`` is ``/v2`` or a deployment's ``/model-serving/{deployment}/v2`` (OIP §2, §9)."""
-    server_errors = (404,) if deployment else ()  # an unknown deployment
+    server_errors = (400, 404) if deployment else ()  # an unknown deployment; a bad X-Request-Timeout
     gets = {
         root: ("Server metadata", _OIP_SERVER_METADATA, server_errors),
         f"{root}/health/live": ("Server live", _flag("live"), (*server_errors, 503)),

@@ -36,6 +36,7 @@ The envelope keeps TF Serving's ``{"error": msg}`` with ``error`` first; ``code`
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -289,4 +290,9 @@ def render_error(err: GatewayError, request_id: str | None = None) -> bytes:
         body["request_id"] = request_id
     if err.details:
         body["details"] = dict(err.details)
-    return orjson.dumps(body)
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        # A detail orjson cannot write (an integer past 64 bits, say a shape's element count): the
+        # error must still be answered with its envelope, so the exact stdlib writer takes it.
+        return json.dumps(body, default=str, ensure_ascii=False, separators=(",", ":")).encode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import grpc
@@ -126,6 +127,15 @@ def test_envelope_keeps_error_first_and_adds_keys() -> None:
         "request_id": "rid-1",
         "details": {"input": "x", "index": 3},
     }
+
+
+def test_details_orjson_cannot_write_still_render() -> None:
+    """Found by schemathesis: an OIP shape whose element count passes 64 bits made the renderer raise,
+    and the client got aiohttp's bare text/plain 500 instead of the 400 envelope."""
+    elements = 125592049816611904 * 92105028715479936
+    body = json.loads(render_error(InvalidArgument("too many", details={"elements": elements}), "rid-2"))
+    assert next(iter(body)) == "error"
+    assert body["details"] == {"elements": elements} and body["code"] == 400
 
 
 def test_backend_error_reason_names_the_grpc_code() -> None:

@@ -65,7 +65,7 @@ API_ROUTES = (
         for kind in ("live", "ready", "server_metadata", "model_ready", "model_metadata", "infer")
     )
 )
-ROUTES = (*API_ROUTES, "healthz", "readyz", "metrics", "unmatched")
+ROUTES = (*API_ROUTES, "healthz", "readyz", "metrics", "openapi", "docs", "unmatched")
 
 
 _MAX_BOUND_CHILDREN = 4096

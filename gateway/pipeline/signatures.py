@@ -5,6 +5,9 @@ gateway needs the signature before it can build a tensor. Lookups are cached wit
 TTL, concurrent misses share one GetModelMetadata call, and an entry is dropped when
 the backend says its servable is gone (NOT_FOUND), so a removed version is noticed
 on the next request rather than after the TTL.
+
+``generation`` counts every change to what is cached, so a document built from ``entries()``
+(the OpenAPI description) can key itself on it and rebuild only when a signature changed.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class SignatureCache:
         self._metrics = metrics
         self._entries: OrderedDict[CacheKey, tuple[float, Signatures]] = OrderedDict()
         self._pending: dict[CacheKey, asyncio.Future[Signatures]] = {}
+        self.generation = 0  # bumped whenever an entry is stored or dropped
         self._hits = metrics.signature_cache.labels("hit")
         self._misses = metrics.signature_cache.labels("miss")
 
@@ -77,11 +81,18 @@ class SignatureCache:
         self._entries.move_to_end(key)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
+        self.generation += 1
+
+    def entries(self) -> list[tuple[CacheKey, Signatures]]:
+        """Every servable seen and still held (fresh or expired), without counting hits or misses."""
+        return [(key, entry[1]) for key, entry in self._entries.items()]
 
     def invalidate(self, backend: str, model: str) -> None:
         """Forget every entry of a model: a version or label vanished or moved."""
         for key in [k for k in self._entries if k.backend == backend and k.model == model]:
             del self._entries[key]
+            self.generation += 1
 
     def clear(self) -> None:
         self._entries.clear()
+        self.generation += 1

@@ -17,10 +17,10 @@ from gateway.ops import gctune, memtrim
 from gateway.ops.metrics import Metrics
 from gateway.pipeline.services import Services, ServicesRef
 from gateway.pipeline.signatures import SignatureCache
-from gateway.web import pages
+from gateway.web import pages, selfdoc
 from gateway.web.cors import Cors
-from gateway.web.dispatch import SPECIALS, dispatch, special_paths
-from gateway.web.keys import HEALTH, SERVICES
+from gateway.web.dispatch import dispatch, special_paths
+from gateway.web.keys import HEALTH, SERVICES, SPECIALS
 from gateway.web.middleware import EDGE, Edge, gateway_middleware
 
 log = logging.getLogger("tfs_gateway")
@@ -66,6 +66,7 @@ def create_app(
         trimmer=memtrim.Trimmer(),
     )
     app[HEALTH] = Health()
+    app[selfdoc.DOCUMENT_CACHE] = selfdoc.DocumentCache()
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry, known_models(settings), settings.backends)
 

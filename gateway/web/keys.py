@@ -11,4 +11,5 @@ SERVICES = web.AppKey("tfs_gateway_services", ServicesRef)  # swapped whole by a
 PINNED = web.RequestKey("tfs_gateway_pinned_services", Services)  # the generation a request started with
 INFO = web.RequestKey("tfs_gateway_info", RequestInfo)
 HEALTH = web.AppKey("tfs_gateway_health", Health)  # the draining flag and the readiness checks
+SPECIALS = web.AppKey("tfs_gateway_specials", dict)  # the gateway's own pages: path -> endpoint
 OIP_MODEL = web.RequestKey("tfs_gateway_oip_model", str)  # an OIP route's {model}, as the URL gave it

@@ -1,0 +1,1 @@
+"""The describe package: the gateway's API as an OpenAPI document, built from plain facts."""

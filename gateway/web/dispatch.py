@@ -13,17 +13,17 @@ from gateway.errors import GatewayError
 from gateway.pipeline.services import Services
 from gateway.routing import routes
 from gateway.routing.binding import bind, client_timeout
-from gateway.web import oip_rest, pages, rest_v1
+from gateway.web import oip_rest, pages, rest_v1, status_page
 from gateway.web.keys import OIP_MODEL
 from gateway.web.middleware import request_info, request_services
 
 SPECIALS = web.AppKey("tfs_gateway_specials", dict)
-PAGES = {"healthz": pages.healthz, "readyz": pages.readyz, "metrics": pages.metrics_page}
+PAGES = {"healthz": pages.healthz, "readyz": pages.readyz, "metrics": pages.metrics_page, **status_page.HANDLERS}
 
 
 def special_paths(settings: Settings) -> dict[str, routes.Endpoint]:
-    """The gateway's own pages by path: health, readiness and the configured metrics paths."""
-    specials: dict[str, routes.Endpoint] = {"/healthz": "healthz", "/readyz": "readyz"}
+    """The gateway's own pages by path: health, readiness, the status page and the configured metrics paths."""
+    specials: dict[str, routes.Endpoint] = {"/healthz": "healthz", "/readyz": "readyz", **status_page.PATHS}
     if settings.metrics.enabled:
         specials.update({path: "metrics" for path in settings.metrics.paths})
     return specials

@@ -3,8 +3,8 @@
 ``Board.document()`` returns (``/status.json`` serves it as is, ``/status`` renders it)::
 
     {"generated_at": "2026-11-30T00:12:34Z", "window_seconds": 60.0,
-     "deployments": [{"id": "digits", "model": "mnist", "backend": "default",
-                      "version": null, "label": null, "sticky_header": "X-User-ID",
+     "deployments": [{"key": "digits", "id": "digits", "model": "mnist", "backend": "default",
+                      "version": null, "label": null, "pin": null, "sticky_header": "X-User-ID",
                       "split": [{"arm": "v1", "weight": 90.0, "share": 0.9}, ...],
                       "shadow": [{"arm": "v3", "percent": 100.0}]}],
      "backends": [{"key": "default", "name": "default", "up": true, "reason": ""}],
@@ -15,9 +15,11 @@
                   "error_ratio": 0.0, "p50_seconds": 0.004, "p99_seconds": 0.0098}],
      "shadows": [{"key": "digits/v3", "deployment": "digits", "arm": "v3", "percent": 100.0,
                   "agree": 10.0, "disagree": 0.0, "error": 0.0, "dropped": 0.0,
-                  "agreement": 1.0, "agreement_window": 1.0}]}
+                  "agreement": 1.0, "agreement_window": 1.0}],
+     "summary": {"deployments": 1, "backends": 1, "backends_up": 1,
+                 "requests_per_second": 0.2, "errors_per_second": 0.0}}
 
-``key`` identifies a row across refreshes. Rates, error ratios and quantiles cover the last
+``key`` identifies a row across refreshes; ``pin`` is ``v<version>``, ``label:<label>`` or null. Rates, error ratios and quantiles cover the last
 ``window_seconds`` (``gateway.ops.rates``) and are ``null`` with nothing to compute from;
 ``errors`` are 5xx answers; ``requests_total`` and the shadow counts are since start. Traffic
 rows exist for every configured deployment and arm and for every model label seen.

@@ -203,7 +203,7 @@ def table(spec: Table, rows: Iterable[Mapping[str, Any]]) -> str:
         f'<section aria-labelledby="{spec.source}-title"><h2 id="{spec.source}-title">{escape(spec.title)}</h2>'
         f'<div class="scroll"><table id="{spec.source}" data-source="{spec.source}">'
         f"<caption>{escape(spec.caption)}</caption><thead><tr>{heads}</tr></thead>"
-        f"<tbody{_attrs(aria_live='polite' if spec.source == 'traffic' else None)}>{body}{empty}</tbody>"
+        f"<tbody>{body}{empty}</tbody>"
         f"<template>{_row(spec, None)}</template></table></div></section>"
     )
 
@@ -239,9 +239,10 @@ def page(document: Mapping[str, Any], *, version: str, links: Sequence[tuple[str
         '<a class="skip" href="#main">Skip to content</a>'
         '<header class="top"><div class="brand"><h1>tfserving-gateway</h1>'
         f'<span class="version">{escape(version)}</span></div>'
+        # Only the refresh state is announced, and only when it changes: not every tick of the clock.
         '<div class="controls"><p class="updated"><span id="refresh-state" aria-live="polite">'
-        f"State at {_time(str(document.get('generated_at', '')))}"
-        f'</span> · rates over the last <span id="window">{window} s</span></p>'
+        f"As loaded</span> · {_time(str(document.get('generated_at', '')))}"
+        f' · rates over the last <span id="window">{window} s</span></p>'
         '<button type="button" id="pause" aria-pressed="false" hidden>Pause updates</button></div></header>'
         f'<nav class="sections" aria-label="Sections"><ul>{nav}</ul><ul class="raw">{raw}</ul></nav>'
         f'<main id="main" tabindex="-1">{_summary(document.get("summary", {}), len(document.get("backends", ())))}'

@@ -120,9 +120,10 @@ async def test_status_page_in_chromium_updates_in_place(
         pause.send_keys(Keys.ENTER)
         assert pause.get_attribute("aria-pressed") == "true"
         assert pause.text == "Resume updates"
+        assert driver.find_element(By.ID, "refresh-state").text == "Paused"
         pause.send_keys(Keys.SPACE)
         assert pause.get_attribute("aria-pressed") == "false"
-        wait_until(driver, lambda d: d.find_element(By.ID, "refresh-state").text.startswith("Updated"), "a refresh")
+        wait_until(driver, lambda d: d.find_element(By.ID, "refresh-state").text == "Live, every 3 s", "a refresh")
 
         driver.find_element(By.TAG_NAME, "body").click()  # no focus ring in the picture
         shot = tmp_path / "status.png"

@@ -63,6 +63,7 @@
   }
 
   const state = document.getElementById("refresh-state");
+  const generated = document.getElementById("generated");
   const windowSpan = document.getElementById("window");
   const button = document.getElementById("pause");
   let paused = false;
@@ -76,7 +77,9 @@
     document.querySelectorAll("table[data-source]").forEach((table) => update(table, doc[table.dataset.source] || []));
     document.querySelectorAll("[data-summary]").forEach((element) => show(element, doc.summary[element.dataset.summary]));
     windowSpan.textContent = `${Math.round(doc.window_seconds)} s`;
-    say(`Updated ${doc.generated_at.slice(11, 19)} UTC, every ${seconds} s`);
+    generated.dateTime = doc.generated_at;
+    generated.textContent = `${doc.generated_at.slice(11, 19)} UTC`;
+    say(`Live, every ${seconds} s`);
   }
 
   async function refresh() {
@@ -103,7 +106,7 @@
     if (paused) {
       window.clearTimeout(timer);
       timer = null;
-      say("Updates paused");
+      say("Paused");
     } else {
       refresh();
     }

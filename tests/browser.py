@@ -1,6 +1,6 @@
 """Headless Chromium for page tests: Debian's ``chromium`` and ``chromium-driver``, driven by selenium.
 
-Use it from any test module with ``from browser import chromium  # noqa: F401`` and a
+Use it from any test module with ``from browser import chromium_fixture  # noqa: F401`` and a
 ``chromium`` argument: a fresh browser with its own profile under the test's tmp dir, quit after
 the test. The machine's network is closed, so every flag that makes Chromium call home is off.
 A test skips only when ``/usr/bin/chromium`` is missing (``.ci/run`` installs it, so CI never does).
@@ -49,8 +49,8 @@ def chromium_options(profile: Path) -> webdriver.ChromeOptions:
     return options
 
 
-@pytest.fixture
-def chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebDriver]:
+@pytest.fixture(name="chromium")
+def chromium_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebDriver]:
     """A headless Chromium with a fresh profile; skipped only when Debian's chromium is not installed."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium chromium-driver (.ci/run does)")

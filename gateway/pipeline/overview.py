@@ -19,8 +19,9 @@
      "summary": {"deployments": 1, "backends": 1, "backends_up": 1,
                  "requests_per_second": 0.2, "errors_per_second": 0.0}}
 
-``key`` identifies a row across refreshes; ``pin`` is ``v<version>``, ``label:<label>`` or null. Rates, error ratios and quantiles cover the last
-``window_seconds`` (``gateway.ops.rates``) and are ``null`` with nothing to compute from;
+``key`` identifies a row across refreshes; ``pin`` is ``v<version>``, ``label:<label>`` or null.
+Rates, error ratios and quantiles cover the last ``window_seconds`` (``gateway.ops.rates``) and
+are ``null`` with nothing to compute from;
 ``errors`` are 5xx answers; ``requests_total`` and the shadow counts are since start. Traffic
 rows exist for every configured deployment and arm and for every model label seen.
 

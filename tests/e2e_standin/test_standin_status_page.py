@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import requests
-from browser import chromium, wait_until  # noqa: F401  (chromium is a fixture)
+from browser import chromium_fixture, wait_until  # noqa: F401  (the fixture ``chromium``)
 from gateway_process import GatewayProcess
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -78,7 +78,7 @@ def tab_to(driver: WebDriver, element_id: str) -> list[str]:
 async def test_status_page_in_chromium_updates_in_place(
     standin: DevServer,
     chromium: WebDriver,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     async with GatewayProcess(config(standin.address), workdir=tmp_path) as gw:
         driver = chromium

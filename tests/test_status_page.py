@@ -146,6 +146,7 @@ async def test_the_page_shows_the_numbers_at_load_time_without_javascript(
     assert page.cells["deployments", "stable-dep", "pin"] == "label:stable"
     assert page.cells["models", f"default/{MODEL}/2", "state"] == "AVAILABLE"
     assert page.summary["deployments"] == "5"
+    assert (page.summary["backends_up"], page.summary["backends"]) == ("0", "1")  # no probes in this app
     assert page.summary["requests_per_second"].endswith("/s")
 
     # Accessible and CSP-clean: a skip link first, captioned tables with header cells, no inline code.

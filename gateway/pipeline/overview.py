@@ -183,8 +183,9 @@ class ModelStates:
 
     async def _fetch(self, servable: Servable) -> _Answer:
         async with self._gate:
-            with self._ref.pinned() as services:
-                rows = await _ask(services, servable)
+            # Not pinned: a drain must not wait for the status page, and a reload's closed channel
+            # shows as one UNREACHABLE answer for at most the TTL.
+            rows = await _ask(self._ref.current, servable)
         answer = self._answers[servable] = _Answer(rows, time.monotonic())
         return answer
 

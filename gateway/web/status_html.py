@@ -208,14 +208,19 @@ def table(spec: Table, rows: Iterable[Mapping[str, Any]]) -> str:
     )
 
 
-def _summary(summary: Mapping[str, Any], backends: int) -> str:
+def _figure(summary: Mapping[str, Any], field: str, fmt: str) -> str:
+    value = FORMATS[fmt](summary.get(field))
+    return f'<span data-summary="{field}" data-format="{fmt}">{escape(value)}</span>'
+
+
+def _summary(summary: Mapping[str, Any]) -> str:
     items = []
     for field, title, fmt in _SUMMARY:
-        value = FORMATS[fmt](summary.get(field))
-        suffix = f'<span class="of"> of {backends}</span>' if field == "backends_up" else ""
+        suffix = (
+            f'<span class="of"> of {_figure(summary, "backends", "count")}</span>' if field == "backends_up" else ""
+        )
         items.append(
-            f'<div class="metric"><dt>{escape(title)}</dt>'
-            f'<dd><span data-summary="{field}" data-format="{fmt}">{escape(value)}</span>{suffix}</dd></div>'
+            f'<div class="metric"><dt>{escape(title)}</dt><dd>{_figure(summary, field, fmt)}{suffix}</dd></div>'
         )
     return f'<dl class="summary" aria-live="polite">{"".join(items)}</dl>'
 
@@ -245,6 +250,6 @@ def page(document: Mapping[str, Any], *, version: str, links: Sequence[tuple[str
         f' · rates over the last <span id="window">{window} s</span></p>'
         '<button type="button" id="pause" aria-pressed="false" hidden>Pause updates</button></div></header>'
         f'<nav class="sections" aria-label="Sections"><ul>{nav}</ul><ul class="raw">{raw}</ul></nav>'
-        f'<main id="main" tabindex="-1">{_summary(document.get("summary", {}), len(document.get("backends", ())))}'
+        f'<main id="main" tabindex="-1">{_summary(document.get("summary", {}))}'
         f"{sections}</main></body></html>"
     )

@@ -48,7 +48,7 @@ def test_a_quantile_lies_in_the_bucket_holding_the_true_one(values: list[float],
     ordered = sorted(values)
     true = ordered[max(math.ceil(q * len(ordered)) - 1, 0)]
     lower = max((bound for bound in LATENCY_BUCKETS if bound < true), default=0.0)
-    assert estimate is not None and lower <= estimate <= true
+    assert estimate is not None and lower <= estimate <= true + 1e-12  # lower + (upper - lower) * 1.0 may round up
 
 
 def test_rates_come_from_two_snapshots_of_the_registry() -> None:

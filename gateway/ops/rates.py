@@ -32,6 +32,9 @@ REQUESTS = f"{NAMESPACE}_http_requests"
 LATENCY = f"{NAMESPACE}_http_request_duration_seconds"
 SHADOW = f"{NAMESPACE}_shadow_requests"
 SHADOW_RESULTS = ("agree", "disagree", "error", "dropped")
+# The samples read, by name: collecting only these skips the process collector and every other
+# histogram, a tenfold saving with many deployments.
+SAMPLES = (f"{REQUESTS}_total", f"{LATENCY}_bucket", f"{SHADOW}_total")
 
 Group = tuple[str, str]  # (model label, arm)
 ShadowKey = tuple[str, str, str]  # (deployment, arm, result)
@@ -57,7 +60,7 @@ def snapshot(registry: CollectorRegistry, now: float | None = None) -> Snapshot:
     """The cumulative values the status page needs, read once from ``registry``."""
     groups: dict[Group, Series] = {}
     shadows: dict[ShadowKey, float] = {}
-    for family in registry.collect():
+    for family in registry.restricted_registry(SAMPLES).collect():
         reader = _READERS.get(family.name)
         if reader is not None:
             reader(family, groups, shadows)

@@ -201,7 +201,9 @@ def table(spec: Table, rows: Iterable[Mapping[str, Any]]) -> str:
     )
     return (
         f'<section aria-labelledby="{spec.source}-title"><h2 id="{spec.source}-title">{escape(spec.title)}</h2>'
-        f'<div class="scroll"><table id="{spec.source}" data-source="{spec.source}">'
+        # A region that may scroll sideways on a narrow screen: focusable, so keys can scroll it.
+        f'<div class="scroll" tabindex="0" role="region" aria-labelledby="{spec.source}-title">'
+        f'<table id="{spec.source}" data-source="{spec.source}">'
         f"<caption>{escape(spec.caption)}</caption><thead><tr>{heads}</tr></thead>"
         f"<tbody>{body}{empty}</tbody>"
         f"<template>{_row(spec, None)}</template></table></div></section>"

@@ -52,6 +52,7 @@ class Page(html.parser.HTMLParser):
     def __init__(self, text: str) -> None:
         super().__init__(convert_charrefs=True)
         self.cells: dict[tuple[str, str, str], str] = {}
+        self.cell_attrs: dict[tuple[str, str, str], dict[str, str | None]] = {}
         self.tags: list[tuple[str, dict[str, str | None]]] = []
         self.summary: dict[str, str] = {}
         self._table = ""
@@ -74,6 +75,7 @@ class Page(html.parser.HTMLParser):
             self._key = attributes.get("data-key") or ""
         elif attributes.get("data-field") and self._key and not self._in_template:
             self._field = (self._table, self._key, attributes["data-field"] or "")
+            self.cell_attrs[self._field] = attributes
             self._text = []
         elif attributes.get("data-summary"):
             self._summary = attributes["data-summary"]
@@ -138,6 +140,7 @@ async def test_the_page_shows_the_numbers_at_load_time_without_javascript(
     assert page.cells["traffic", "my-dep/", "requests_per_second"].endswith("/s")
     assert page.cells["traffic", "my-dep/", "p50_seconds"].endswith(" ms")
     assert page.cells["traffic", "my-dep/", "errors_per_second"] == "0.00/s"
+    assert page.cell_attrs["traffic", "my-dep/", "errors_per_second"]["data-alarm"] == "false"
     arms = [int(page.cells["traffic", f"split-dep/{arm}", "requests_total"]) for arm in ("v1", "label:canary")]
     assert sum(arms) == 8, arms
     assert page.cells["deployments", "split-dep", "split"] == "v1: 75.0 % (weight 3), label:canary: 25.0 % (weight 1)"
@@ -151,7 +154,7 @@ async def test_the_page_shows_the_numbers_at_load_time_without_javascript(
 
     # Accessible and CSP-clean: a skip link first, captioned tables with header cells, no inline code.
     first_link = next(attrs for tag, attrs in page.tags if tag == "a")
-    assert first_link == {"class": "skip", "href": "#main"}
+    assert first_link == {"class": "skip", "id": "skip", "href": "#main"}
     assert text.count("<caption>") == len(status_html.TABLES) == text.count("<table ")
     assert ("th", {"scope": "col"}) in page.tags
     assert any(tag == "th" and attrs.get("scope") == "row" for tag, attrs in page.tags)
@@ -351,6 +354,8 @@ async def test_a_dead_backend_shows_as_down(aiohttp_client: AiohttpClient) -> No
         }
     )
     client = await aiohttp_client(create_app(settings, registry=CollectorRegistry(), probes=True))
+    async with client.post("/model-serving/dep:predict", json={"instances": [1.0]}) as response:
+        assert response.status == 503
     for _ in range(500):  # until the first probe answered; each round waits for a real request
         (backend,) = (await get_document(client))["backends"]
         if backend["reason"] != "not probed yet":
@@ -359,8 +364,12 @@ async def test_a_dead_backend_shows_as_down(aiohttp_client: AiohttpClient) -> No
     assert backend["up"] is False and backend["reason"].startswith(f"model {MODEL}:"), backend
     page, _ = await get_page(client)
     assert page.cells["backends", "default", "up"] == "down"
+    assert page.cell_attrs["backends", "default", "up"]["data-state"] == "down"
     assert page.cells["backends", "default", "reason"] == backend["reason"]
     assert page.cells["models", f"default/{MODEL}/", "state"] == "UNREACHABLE"
+    assert page.cells["traffic", "dep/", "error_ratio"] == "100.0 %"
+    assert page.cell_attrs["traffic", "dep/", "error_ratio"]["data-alarm"] == "true"
+    assert page.cell_attrs["traffic", "dep/", "requests_per_second"].get("data-alarm") is None
     reason = page.cells["models", f"default/{MODEL}/", "error"].split(":")[0]
     assert reason in ("backend_unavailable", "circuit_open"), reason  # the probes may have opened the breaker
 

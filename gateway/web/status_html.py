@@ -7,7 +7,8 @@ refreshes it in place from ``status.json``, using only what this module writes i
 - a ``<table data-source="traffic">`` shows the document's ``traffic`` rows, one
   ``<tr data-key="...">`` per row, and a ``<template>`` of an empty row for rows that appear later;
 - a cell ``data-field="requests_per_second" data-format="rate"`` shows that field of its row in
-  that format, and an element ``data-summary="..."`` a field of the document's ``summary``.
+  that format (and, with ``data-alarm``, whether it is above zero), and an element
+  ``data-summary="..."`` a field of the document's ``summary``.
 
 ``FORMATS`` and ``status.js`` format values alike: ``text``, ``count``, ``rate`` (per second),
 ``ms`` (seconds shown in milliseconds), ``pct`` (a ratio), ``percent``, ``up``, ``state``, ``arms`` and
@@ -68,6 +69,7 @@ class Column:
     field: str
     title: str
     format: str = "text"
+    alarm: bool = False  # a value above zero is bad news: the cell says so (``data-alarm``)
 
     @property
     def numeric(self) -> bool:
@@ -92,8 +94,8 @@ TABLES = (
             Column("name", "Deployment or model"),
             Column("arm", "Arm"),
             Column("requests_per_second", "Requests", "rate"),
-            Column("errors_per_second", "Errors", "rate"),
-            Column("error_ratio", "Error ratio", "pct"),
+            Column("errors_per_second", "Errors", "rate", alarm=True),
+            Column("error_ratio", "Error ratio", "pct", alarm=True),
             Column("p50_seconds", "p50 latency", "ms"),
             Column("p99_seconds", "p99 latency", "ms"),
             Column("requests_total", "Total requests", "count"),
@@ -109,9 +111,9 @@ TABLES = (
             Column("arm", "Shadow arm"),
             Column("percent", "Copied", "percent"),
             Column("agree", "Agree", "count"),
-            Column("disagree", "Disagree", "count"),
-            Column("error", "Errors", "count"),
-            Column("dropped", "Dropped", "count"),
+            Column("disagree", "Disagree", "count", alarm=True),
+            Column("error", "Errors", "count", alarm=True),
+            Column("dropped", "Dropped", "count", alarm=True),
             Column("agreement", "Agreement", "pct"),
             Column("agreement_window", "Agreement, last minute", "pct"),
         ),
@@ -180,8 +182,13 @@ def cell(column: Column, row: Mapping[str, Any] | None, header: bool = False) ->
         data_field=column.field,
         data_format=column.format,
         data_state=state if row is not None and column.format in _STATEFUL else None,
+        data_alarm=_alarm(value) if column.alarm else None,
     )
     return f"<{tag}{attrs}>{escape(text)}</{tag}>"
+
+
+def _alarm(value: Any) -> str:
+    return "true" if isinstance(value, int | float) and value > 0 else "false"
 
 
 def _row(table: Table, row: Mapping[str, Any] | None) -> str:
@@ -243,7 +250,7 @@ def page(document: Mapping[str, Any], *, version: str, links: Sequence[tuple[str
         "<title>Status · tfserving-gateway</title>"
         '<link rel="stylesheet" href="status.css"><script src="status.js" defer></script></head>'
         f'<body data-refresh-seconds="{REFRESH_SECONDS}">'
-        '<a class="skip" href="#main">Skip to content</a>'
+        '<a class="skip" id="skip" href="#main">Skip to content</a>'
         '<header class="top"><div class="brand"><h1>tfserving-gateway</h1>'
         f'<span class="version">{escape(version)}</span></div>'
         # Only the refresh state is announced, and only when it changes: not every tick of the clock.

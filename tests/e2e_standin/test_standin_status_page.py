@@ -15,6 +15,7 @@ from pathlib import Path
 import requests
 from browser import chromium_fixture, wait_until  # noqa: F401  (the fixture ``chromium``)
 from gateway_process import GatewayProcess
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -62,14 +63,13 @@ def send_traffic(url: str) -> dict[str, int]:
 
 
 def tab_to(driver: WebDriver, element_id: str) -> list[str]:
-    """Press Tab from the top of the page until ``element_id`` has the focus; what was focused on the way."""
-    body = driver.find_element(By.TAG_NAME, "body")
-    body.click()
+    """Press Tab (on a page nothing was clicked on yet: from its top) until ``element_id`` has the
+    focus; what was focused on the way."""
     seen: list[str] = []
     for _ in range(MAX_TABS):
-        driver.switch_to.active_element.send_keys(Keys.TAB)
+        ActionChains(driver).send_keys(Keys.TAB).perform()
         focused: WebElement = driver.switch_to.active_element
-        seen.append(focused.get_attribute("id") or focused.text)
+        seen.append(focused.get_attribute("id") or focused.get_attribute("outerHTML")[:80])
         if focused.get_attribute("id") == element_id:
             return seen
     raise AssertionError(f"Tab never reached #{element_id}; focus went through {seen}")
@@ -87,8 +87,6 @@ async def test_status_page_in_chromium_updates_in_place(
 
         # What the server rendered: the deployment, its arms and the backend.
         assert cell(driver, "deployments", DEPLOYMENT, "model") == "half_plus_two"
-        arms = cell(driver, "deployments", DEPLOYMENT, "split")
-        assert arms == "v1: 50.0 % (weight 1), label:canary: 50.0 % (weight 1)", arms
         assert cell(driver, "deployments", DEPLOYMENT, "sticky_header") == "X-User-ID"
         for arm in ARMS.values():
             assert cell(driver, "traffic", f"{DEPLOYMENT}/{arm}", "requests_total") == "0"
@@ -97,6 +95,12 @@ async def test_status_page_in_chromium_updates_in_place(
         # The page's script is running: the pause button shows, and the probe's verdict arrives live.
         driver.execute_script("window.statusMarker = 'not reloaded'")
         wait_until(driver, lambda d: d.find_element(By.ID, "pause").is_displayed(), "the pause button")
+        wait_until(driver, lambda d: d.find_element(By.ID, "refresh-state").text == "Live, every 3 s", "a refresh")
+        # status.js rewrites a cell only when its own format differs: after a refresh, these are its
+        # texts, and they must be exactly what status_html wrote (the two formatters agree).
+        arms = cell(driver, "deployments", DEPLOYMENT, "split")
+        assert arms == "v1: 50.0 % (weight 1), label:canary: 50.0 % (weight 1)", arms
+        assert cell(driver, "deployments", DEPLOYMENT, "pin") == "\u2013"
         wait_until(driver, lambda d: cell(d, "backends", "default", "up") == "up", "the backend to show as up")
         wait_until(driver, lambda d: cell(d, "models", "default/half_plus_two/2", "state") == "AVAILABLE", "versions")
         assert cell(driver, "models", "default/half_plus_two/1", "state") == "AVAILABLE"
@@ -109,14 +113,20 @@ async def test_status_page_in_chromium_updates_in_place(
             assert cell(driver, "traffic", key, "requests_per_second").endswith("/s")
             assert cell(driver, "traffic", key, "p50_seconds").endswith(" ms")
             assert cell(driver, "traffic", key, "errors_per_second") == "0.00/s"
+            errors = driver.find_element(By.CSS_SELECTOR, f'#traffic tr[data-key="{key}"] [data-field="error_ratio"]')
+            assert errors.get_attribute("data-alarm") == "false"
         summary = driver.find_element(By.CSS_SELECTOR, '[data-summary="requests_per_second"]').text
         assert summary.endswith("/s"), summary
         assert driver.execute_script("return window.statusMarker") == "not reloaded"
 
         # Keyboard only: the skip link comes first, the pause button is reachable and works.
-        seen = tab_to(driver, "pause")
-        assert seen[0] == "Skip to content", seen
+        seen = tab_to(driver, "skip")
+        assert seen == ["skip"], seen
+        skip = driver.switch_to.active_element
+        assert driver.execute_script("return arguments[0].getBoundingClientRect().top", skip) >= 0, "shown on focus"
+        assert tab_to(driver, "pause") == ["pause"], "the pause button is the next stop"
         pause = driver.switch_to.active_element
+        assert driver.execute_script("return getComputedStyle(arguments[0]).outlineStyle", pause) == "solid"
         pause.send_keys(Keys.ENTER)
         assert pause.get_attribute("aria-pressed") == "true"
         assert pause.text == "Resume updates"
@@ -125,7 +135,7 @@ async def test_status_page_in_chromium_updates_in_place(
         assert pause.get_attribute("aria-pressed") == "false"
         wait_until(driver, lambda d: d.find_element(By.ID, "refresh-state").text == "Live, every 3 s", "a refresh")
 
-        driver.find_element(By.TAG_NAME, "body").click()  # no focus ring in the picture
+        driver.execute_script("document.activeElement.blur()")  # no focus ring in the picture
         shot = tmp_path / "status.png"
         assert driver.save_screenshot(str(shot))
         assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -33,6 +33,7 @@
     if (element.textContent !== shown) element.textContent = shown;
     if (format === "up") element.dataset.state = shown;
     if (format === "state") element.dataset.state = text(value);
+    if ("alarm" in element.dataset) element.dataset.alarm = String(typeof value === "number" && value > 0);
   }
 
   function update(table, rows) {

@@ -7,8 +7,10 @@ correctness checks agree without talking to each other. Pure: no sockets.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,11 +156,21 @@ class Case:
     body: bytes
     rpc: str  # backend method the request becomes
     grpc_request: bytes  # what the floor and the direct client send
-    check: Callable[[Any], bool]
+    check: Callable[[Any], bool]  # given what ``reply`` made of the answer
+    headers: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
+
+    def reply(self, body: bytes, headers: Mapping[str, str]) -> Any:
+        """What ``check`` is given: the JSON document, or for V2 infer the JSON header and the bytes after it."""
+        return v2_reply(body, headers) if self.protocol == "v2" else json.loads(body)
 
     @property
     def cpu_bound(self) -> bool:
         return len(self.body) > 100_000
+
+    @property
+    def protocol(self) -> str:
+        """``v2`` for the Open Inference Protocol, which the TensorFlow baseline does not speak; else ``v1``."""
+        return "v2" if self.path.startswith("/v2/") else "v1"
 
 
 def _predict_request(model: str, values: Any, dtype: Any) -> bytes:
@@ -251,6 +263,7 @@ def all_cases() -> tuple[Case, ...]:
         _get_case(
             "metadata_get", "/v1/models/small/metadata", "GetModelMetadata", meta.SerializeToString(), _metadata_check
         ),
+        *v2_image_cases(),
     )
 
 
@@ -262,3 +275,82 @@ def batched_case() -> Case:
 
 def by_name(name: str) -> Case:
     return {c.name: c for c in (*all_cases(), batched_case())}[name]
+
+
+# --------------------------------------------------------------------------- Open Inference Protocol (V2)
+# The image of ``image_row`` sent as V2 infer, binary and JSON, to price each wire format against v1 JSON.
+
+V2_IMAGE_PATH = "/v2/models/image/infer"
+HEADER_LENGTH = "Inference-Header-Content-Length"
+# A case measured in the same interleaved rounds as another, so their CPU ratio pairs round by round.
+MEASURED_BESIDE = {"image_v2_binary": "image_row", "image_v2_json": "image_row"}
+
+
+def _v2_input(**fields: Any) -> dict[str, Any]:
+    return {"name": "x", "datatype": "FP32", "shape": [1, *IMAGE], **fields}
+
+
+def _v2_binary_body() -> tuple[bytes, int]:
+    """JSON header, then the image's raw little-endian FP32 bytes; the output asked for as raw bytes too."""
+    raw = _image().astype("<f4").tobytes()
+    header = orjson.dumps(
+        {
+            "inputs": [_v2_input(parameters={"binary_data_size": len(raw)})],
+            "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
+        }
+    )
+    return header + raw, len(header)
+
+
+def v2_reply(body: bytes, headers: Mapping[str, str]) -> tuple[Any, bytes]:
+    """A V2 infer reply split into its JSON header and the raw bytes after it (none for plain JSON)."""
+    size = int(headers.get(HEADER_LENGTH.lower(), len(body)))
+    return json.loads(body[:size]), body[size:]
+
+
+def _v2_check(binary: bool) -> Callable[[Any], bool]:
+    """The one output ``y``: FP32, the image's shape, and the backend's values decoded from its bytes or JSON."""
+
+    def check(reply: tuple[Any, bytes]) -> bool:
+        doc, tail = reply
+        (out,) = doc["outputs"]
+        if (doc["model_name"], out["name"], out["datatype"]) != ("image", "y", "FP32"):
+            return False
+        if binary:
+            ok = out["parameters"]["binary_data_size"] == len(tail) and "data" not in out
+            got = np.frombuffer(tail, dtype="<f4")
+        else:
+            ok = tail == b""
+            got = np.asarray(out["data"], dtype=np.float32)
+        want = output_rows("image", 1)
+        return ok and out["shape"] == list(want.shape) and np.array_equal(got.reshape(want.shape), want)
+
+    return check
+
+
+@functools.cache
+def v2_image_cases() -> tuple[Case, ...]:
+    grpc_request = _predict_request("image", _image()[None], types_pb2.DT_FLOAT)
+    binary_body, header_size = _v2_binary_body()
+    binary_headers = (("Content-Type", "application/octet-stream"), (HEADER_LENGTH, str(header_size)))
+    json_body = orjson.dumps({"inputs": [_v2_input(data=_image().ravel())]}, option=orjson.OPT_SERIALIZE_NUMPY)
+    binary = _v2_check(True)
+    return (
+        Case("image_v2_binary", "POST", V2_IMAGE_PATH, binary_body, "Predict", grpc_request, binary, binary_headers),
+        Case("image_v2_json", "POST", V2_IMAGE_PATH, json_body, "Predict", grpc_request, _v2_check(False)),
+    )
+
+
+# Deployments of the small model whose traffic management the bench prices (bench/run.py configures them).
+TRAFFIC_DEPLOYMENTS = {
+    "gateway+split": "small-split",  # two arms, 50/50 by a random draw
+    "gateway+shadow": "small-shadow",  # pinned to one version, every request copied to another and compared
+}
+
+
+def traffic_case(server: str) -> Case:
+    """The small predict through one of ``TRAFFIC_DEPLOYMENTS``: the same answer, another route."""
+    small = all_cases()[0]
+    return dataclasses.replace(
+        small, name=f"small_predict_{server}", path=f"/model-serving/{TRAFFIC_DEPLOYMENTS[server]}:predict"
+    )

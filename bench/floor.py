@@ -1,13 +1,14 @@
 """The transport floor: what aiohttp plus one grpc.aio call cost, with no translation at all.
 
-Each case's path maps to (pre-serialised gRPC request, fixed JSON reply). The handler reads
-the body, makes the one call, and answers the fixed bytes. Nothing the gateway does can cost
+Each case's path maps to (pre-serialised gRPC request, fixed reply and its headers). The handler
+reads the body, makes the one call, and answers the fixed bytes. Nothing the gateway does can cost
 less, so the gateway's CPU per request is reported as a ratio of this.
 Run: ``python -m bench.floor HTTP_PORT GRPC_TARGET EXPECTED_DIR``.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -27,10 +28,10 @@ def _rpc_path(rpc: str) -> str:
 
 async def handle(request: web.Request) -> web.Response:
     # Two cases share a URL (row and columnar image), so the bench names the case in a header.
-    call, grpc_request, reply = request.app[ROUTES][request.headers.get("X-Bench-Case", request.path)]
+    call, grpc_request, reply, headers = request.app[ROUTES][request.headers.get("X-Bench-Case", request.path)]
     await request.read()
     await call(grpc_request)
-    return web.Response(body=reply, content_type="application/json")
+    return web.Response(body=reply, headers=headers)
 
 
 def build(target: str, replies: Path) -> web.Application:
@@ -43,6 +44,7 @@ def build(target: str, replies: Path) -> web.Application:
                 channel.unary_unary(_rpc_path(case.rpc), None, None),
                 case.grpc_request,
                 (replies / case.name).read_bytes(),
+                json.loads((replies / f"{case.name}.headers.json").read_text()),  # V2 binary: its header length
             )
             for case in cases.all_cases()
             for key in (case.path, case.name)

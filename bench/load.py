@@ -46,6 +46,7 @@ def wrk(url: str, case: Case, body_file: Path, concurrency: int, seconds: float)
         "BENCH_METHOD": case.method,
         "BENCH_CASE": case.name,
         "BENCH_BODY": str(body_file) if case.body else "",
+        "BENCH_HEADERS": "\n".join(f"{name}: {value}" for name, value in case.headers),
     }
     # One wrk thread: on 2 cores, every extra load-generator thread steals from the server.
     command = [
@@ -70,7 +71,7 @@ def wrk(url: str, case: Case, body_file: Path, concurrency: int, seconds: float)
 async def _python_load(url: str, case: Case, concurrency: int, seconds: float) -> Load:
     latencies: list[float] = []
     errors = 0
-    headers = {"X-Bench-Case": case.name, "Content-Type": "application/json"}
+    headers = {**dict(case.headers), "X-Bench-Case": case.name}
     deadline = time.perf_counter() + seconds
 
     async def worker(session: aiohttp.ClientSession) -> None:

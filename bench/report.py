@@ -16,6 +16,10 @@ from bench.results import Run, Sample, Spread, ratio_of_medians, spread
 # Issue 10's targets. Gateway vs the TensorFlow proxy must hold on each of these cases.
 BELOW_BASELINE_CASES = ("small_predict", "b64_strings", "classify_32", "batch_64x100")
 IMAGE_CASES = ("image_row", "image_columnar")
+# Issue 11: the image as V2 infer, against the gateway's own v1 JSON rows (the baseline speaks v1 only).
+V2_IMAGE_CASES = ("image_v2_binary", "image_v2_json")
+V1_JSON_IMAGE = "image_row"
+V2_BINARY_LIMIT = 0.1  # "well under a tenth of v1 JSON"
 RETIRED = (
     "batched small predict CPU/req <= 0.5x the floor at c=64 (issue 10: the HTTP side alone costs about half"
     " the floor, so no batching can reach it; replaced by <= 0.85x)",
@@ -152,6 +156,7 @@ def targets(run: Run) -> list[Target]:
     out.append(_cpu_ratio(run, "micro-batching CPU/req vs floor, c=64", batched, ("floor", small), 64, 0.85))
     for case in IMAGE_CASES:
         out.append(_cpu_ratio(run, f"{case} CPU/req vs baseline, c=1", ("gateway", case), ("baseline", case), 1, 1 / 6))
+    out += _v2_targets(run)
     idle = spread(run.idle_rss_mb.get("gateway", []))
     out.append(Target("gateway idle RSS", idle and idle.median, idle, 80.0, "MB"))
     for case in IMAGE_CASES:
@@ -160,6 +165,22 @@ def targets(run: Run) -> list[Target]:
     startup = spread(run.startup_s.get("gateway", []))
     out.append(Target("gateway startup to ready", startup and startup.median, startup, 1.0, "s"))
     return out
+
+
+def _v2_targets(run: Run) -> list[Target]:
+    case = V2_IMAGE_CASES[0]
+    return [
+        _cpu_ratio(
+            run,
+            f"{case} CPU/req vs {V1_JSON_IMAGE} (v1 JSON), c={c}",
+            ("gateway", case),
+            ("gateway", V1_JSON_IMAGE),
+            c,
+            V2_BINARY_LIMIT,
+            strict=True,
+        )
+        for c in _concurrencies(run, case) or [1]
+    ]
 
 
 def _targets_table(run: Run) -> Iterator[str]:
@@ -182,7 +203,7 @@ def _keys(run: Run) -> list[tuple[str, int]]:
     return sorted(keys, key=lambda k: (order.get(k[0], len(order)), k[0], k[1]))
 
 
-SERVER_ORDER = ("gateway", "gateway+batching", "floor", "baseline", "direct")
+SERVER_ORDER = ("gateway", "gateway+batching", "gateway+split", "gateway+shadow", "floor", "baseline", "direct")
 
 
 def _side_by_side(run: Run) -> Iterator[str]:
@@ -202,6 +223,55 @@ def _side_by_side(run: Run) -> Iterator[str]:
             f"{fmt_spread(spread(rps['gateway']), 0)} | {fmt_spread(spread(rps['floor']), 0)} | "
             f"{_fmt(ratio_of_medians(rps['floor'], rps['gateway']))} |"
         )
+
+
+def _v2_vs_v1(run: Run) -> Iterator[str]:
+    yield (
+        "| case | c | gateway CPU ms/req | v1 JSON CPU ms/req | CPU vs v1 JSON | floor CPU ms/req | gateway/floor CPU "
+        "| gateway req/s | v1 JSON req/s | req/s vs v1 JSON |"
+    )
+    yield "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for case, c in _keys(run):
+        if case not in V2_IMAGE_CASES:
+            continue
+        ours, v1 = ("gateway", case), ("gateway", V1_JSON_IMAGE)
+        cpu, v1_cpu = run.values(*ours, c, "cpu_ms"), run.values(*v1, c, "cpu_ms")
+        rps, v1_rps = run.values(*ours, c, "rps"), run.values(*v1, c, "rps")
+        floor = run.values("floor", case, c, "cpu_ms")
+        yield (
+            f"| {case} | {c} | {fmt_spread(spread(cpu))} | {fmt_spread(spread(v1_cpu))} | "
+            f"{_ratio(ratio_of_medians(cpu, v1_cpu), run.paired_ratios(ours, v1, c, 'cpu_ms'))} | "
+            f"{_median(floor)} | {_fmt(ratio_of_medians(cpu, floor))} | "
+            f"{fmt_spread(spread(rps), 0)} | {fmt_spread(spread(v1_rps), 0)} | "
+            f"{_ratio(ratio_of_medians(rps, v1_rps), run.paired_ratios(ours, v1, c, 'rps'))} |"
+        )
+
+
+def _ratio(value: float | None, paired: list[float]) -> str:
+    """A ratio of medians with the smallest and largest per-round ratio."""
+    if value is None:
+        return "-"
+    d = _digits(value)
+    s = spread(paired)
+    return f"{value:.{d}f}" + (f" ({s.low:.{d}f}-{s.high:.{d}f})" if s is not None and s.n > 1 else "")
+
+
+def _traffic_cost(run: Run) -> Iterator[str]:
+    """CPU per client request with a split or a 100% shadow, against the same request without."""
+    yield "| c | gateway CPU ms/req | +split | +split / gateway | +shadow | +shadow / gateway |"
+    yield "|---:|---:|---:|---:|---:|---:|"
+    plain = ("gateway", "small_predict")
+    for case, c in _keys(run):
+        if case != "small_predict":
+            continue
+        cells = [fmt_spread(spread(run.values(*plain, c, "cpu_ms")))]
+        for server in ("gateway+split", "gateway+shadow"):
+            cells.append(fmt_spread(spread(run.values(server, case, c, "cpu_ms"))))
+            ratio = ratio_of_medians(run.values(server, case, c, "cpu_ms"), run.values(*plain, c, "cpu_ms"))
+            pairs = spread(run.paired_ratios((server, case), plain, c, "cpu_ms"))
+            bracket = f" ({pairs.low:.2f}-{pairs.high:.2f})" if pairs is not None and pairs.n > 1 else ""
+            cells.append(_fmt(ratio) + bracket)
+        yield f"| {c} | " + " | ".join(cells) + " |"
 
 
 def _median(values: list[float]) -> str:
@@ -350,11 +420,13 @@ def render(run: Run) -> str:
         "servers ran back to back. Peak RSS is VmHWM, reset before each sample. `direct` is a grpc.aio",
         "client straight to the backend (a latency floor; no server CPU). `baseline` is",
         "bench/baseline_proxy.py (json -> tf.make_tensor_proto -> gRPC -> make_ndarray -> json).",
-        "`gateway+batching` is the same gateway process through a deployment with micro-batching on.",
+        "`gateway+batching` is the same gateway process through a deployment with micro-batching on;",
+        "`gateway+split` and `gateway+shadow` through one with a two-arm split, or a 100% shadow.",
+        "The `image_v2_*` cases have no baseline column: that proxy speaks TF Serving's REST API only.",
         "A machine shared with other work moves every figure: read the load average and the",
         '"other work on the server core" column before trusting a difference.',
         "",
-        "## Targets (issue 10)",
+        "## Targets (issues 10 and 11)",
         "",
         "Verdicts are computed from medians.",
         "",
@@ -365,6 +437,19 @@ def render(run: Run) -> str:
         "## Side by side",
         "",
         *_side_by_side(run),
+        "",
+        "## V2 binary vs v1 JSON: CPU per request",
+        "",
+        f"The image of `{V1_JSON_IMAGE}` through the gateway as V2 infer: binary tensor data (a JSON header,",
+        "then raw FP32 bytes, in and out) and V2 JSON, measured in the same rounds as v1 JSON rows",
+        f"(`{V1_JSON_IMAGE}`), which is the reference: the baseline speaks v1 only. Ratio brackets are the",
+        "smallest and largest per-round ratio. The floor moves the same bytes without translating them.",
+        "",
+        *_v2_vs_v1(run),
+        "",
+        "## Cost of a split and of a shadow (small predict)",
+        "",
+        *_traffic_cost(run),
         "",
         "## Per-stage cost of one small predict (`python -m bench.stages`)",
         "",

@@ -4,6 +4,8 @@ Servers, all on loopback, all in front of one fast fake backend (bench/backend.p
 
 * ``gateway``  - this project (``python -m gateway --config ...``);
 * ``gateway+batching`` - the same gateway process, through a deployment with micro-batching on;
+* ``gateway+split``, ``gateway+shadow`` - the same process through a deployment with a two-arm split,
+  or with every request copied to a shadow and compared (small predict only: the cost per request);
 * ``floor``    - the transport floor (bench/floor.py): aiohttp + one grpc.aio call, no translation;
 * ``baseline`` - the hand-written TensorFlow proxy users would otherwise write (bench/baseline_proxy.py);
 * ``direct``   - a grpc.aio client straight to the backend, no HTTP at all.
@@ -31,7 +33,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +77,15 @@ class Contestant:
     label: str
     server: Server | None
     case: Case
+    column_of: str | None = None  # the case whose row its samples belong to, when not its own
+
+    @property
+    def row(self) -> str:
+        return self.column_of or self.case.name
+
+    def describe(self, lead: Case) -> str:
+        """Its name in a block's order: the server, and the case when it is not the block's own."""
+        return self.label if self.row == lead.name else f"{self.label} ({self.row})"
 
 
 def plan_pinning() -> Pinning | None:
@@ -145,11 +156,27 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+# Split and shadow, priced against the plain small predict (``gateway``). The bench backend answers
+# every version alike, so the shadow agrees; a cap above every concurrency copies every request.
+TRAFFIC_DEPLOYMENTS = {
+    cases.TRAFFIC_DEPLOYMENTS["gateway+split"]: {
+        "model": "small",
+        "split": [{"version": 1, "weight": 1}, {"version": 2, "weight": 1}],
+    },
+    cases.TRAFFIC_DEPLOYMENTS["gateway+shadow"]: {
+        "model": "small",
+        "version": 1,
+        "shadow": [{"version": 2, "percent": 100}],
+        "shadow_max_in_flight": 1024,
+    },
+}
+
+
 def gateway_config(tmp: Path, target: str, port: int) -> Path:
     config = {
         "server": {"host": "127.0.0.1", "port": port, "workers": 1},
         "backends": {"default": {"targets": [target]}},
-        "deployments": {"small": {"model": "small", "batching": {"enabled": True}}},
+        "deployments": {"small": {"model": "small", "batching": {"enabled": True}}, **TRAFFIC_DEPLOYMENTS},
     }
     path = tmp / f"gateway-{port}.json"
     path.write_text(json.dumps(config))  # JSON is YAML
@@ -175,29 +202,40 @@ def server(
         _stop(process)
 
 
-def fetch(url: str, case: Case) -> tuple[int, bytes]:
+def fetch(url: str, case: Case) -> tuple[int, bytes, dict[str, str]]:
+    """One request of ``case``: status, body, and the reply's headers keyed in lower case."""
     request = urllib.request.Request(url + case.path, data=case.body or None, method=case.method)
-    request.add_header("Content-Type", "application/json")
+    for name, value in case.headers:
+        request.add_header(name, value)
     request.add_header("X-Bench-Case", case.name)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, response.read()
+            return response.status, response.read(), _lower(response.headers.items())
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+        return exc.code, exc.read(), _lower(exc.headers.items())
 
 
-def correct(status: int, body: bytes, case: Case) -> bool:
+def _lower(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    return {name.lower(): value for name, value in items}
+
+
+def correct(status: int, body: bytes, headers: dict[str, str], case: Case) -> bool:
     try:
-        return status == 200 and case.check(json.loads(body))
+        return status == 200 and case.check(case.reply(body, headers))
     except (ValueError, KeyError, TypeError, IndexError):
         return False
 
 
-def verify(run: Run, srv: Server, case: Case) -> bytes:
-    status, body = fetch(srv.url, case)
-    if not correct(status, body, case):
+# What the floor repeats of the gateway's reply besides its body: V2 binary needs the header length.
+REPLAYED_HEADERS = ("content-type", cases.HEADER_LENGTH.lower())
+
+
+def verify(run: Run, srv: Server, case: Case) -> tuple[bytes, dict[str, str]]:
+    """Check one answer of ``srv``; return its body and the headers the floor replays."""
+    status, body, headers = fetch(srv.url, case)
+    if not correct(status, body, headers, case):
         run.failures.append(f"{srv.name} answered {case.name} wrongly: {status} {body[:200]!r}")
-    return body
+    return body, {name: value for name, value in headers.items() if name in REPLAYED_HEADERS}
 
 
 def case_seconds(case: Case, concurrency: int, seconds: float) -> float:
@@ -246,36 +284,54 @@ def measure(
     return sample, load.errors
 
 
-def lineup(case: Case, concurrency: int, servers: dict[str, Server]) -> list[Contestant]:
-    out = [Contestant("gateway", servers["gateway"], case)]
-    if case.name == "small_predict":
-        out.append(Contestant("gateway+batching", servers["gateway"], cases.batched_case()))
-    out.append(Contestant("floor", servers["floor"], case))
+def lineup(group: Sequence[Case], concurrency: int, servers: dict[str, Server]) -> list[Contestant]:
+    """Every server on every case of ``group`` (a case and those measured beside it, cases.MEASURED_BESIDE)."""
+    lead = group[0]
+    out = [Contestant("gateway", servers["gateway"], case) for case in group]
+    if lead.name == "small_predict":
+        # Other requests for the same case through the same process: columns of this case's row.
+        out.append(Contestant("gateway+batching", servers["gateway"], cases.batched_case(), lead.name))
+        out += [
+            Contestant(name, servers["gateway"], cases.traffic_case(name), lead.name)
+            for name in cases.TRAFFIC_DEPLOYMENTS
+        ]
+    out += [Contestant("floor", servers["floor"], case) for case in group]
     # The baseline spends ~0.5 s of CPU per image: one round at c=16 alone would take the whole budget.
-    if "baseline" in servers and not (case.cpu_bound and concurrency > 1):
-        out.append(Contestant("baseline", servers["baseline"], case))
-    out.append(Contestant("direct", None, case))
+    # It speaks TF Serving's REST API only, so V2 cases are compared with the gateway's own v1 case.
+    if "baseline" in servers and not (lead.cpu_bound and concurrency > 1):
+        out += [Contestant("baseline", servers["baseline"], case) for case in group if case.protocol == "v1"]
+    # The group's cases send the backend the same request: one direct column is the reference for all.
+    out.append(Contestant("direct", None, lead))
     return out
 
 
-def rounds_of(run: Run, case: Case, concurrency: int, ctx: Context) -> None:
+def blocks_of(selected: Sequence[Case]) -> list[list[Case]]:
+    """The selected cases in blocks of rounds: a case joins the block of the case it is measured beside."""
+    names = {case.name for case in selected}
+    groups: dict[str, list[Case]] = {}
+    for case in selected:
+        beside = cases.MEASURED_BESIDE.get(case.name)
+        groups.setdefault(beside if beside in names else case.name, []).append(case)
+    return [sorted(group, key=lambda c: c.name != lead) for lead, group in groups.items()]
+
+
+def rounds_of(run: Run, group: Sequence[Case], concurrency: int, ctx: Context) -> None:
     """``ctx.rounds`` interleaved rounds; round r starts r places further along the lineup."""
-    who = lineup(case, concurrency, ctx.servers)
+    who = lineup(group, concurrency, ctx.servers)
     load_before, started, orders = procstat.loadavg(), time.perf_counter(), []
     for rnd in range(ctx.rounds):
         shift = rnd % len(who)
         order = who[shift:] + who[:shift]
-        orders.append([c.label for c in order])
+        orders.append([c.describe(group[0]) for c in order])
         for position, contestant in enumerate(order):
             sample, errors = measure(contestant, concurrency, ctx.duration, ctx.tmp, ctx.target, ctx.pinning)
-            # gateway+batching sends another request for the same case: it is a column of this case.
-            sample = dataclasses.replace(sample, case=case.name, round=rnd, position=position)
+            sample = dataclasses.replace(sample, case=contestant.row, round=rnd, position=position)
             run.samples.append(sample)
             print(report.progress(sample), flush=True)
             if errors:
-                run.failures.append(f"{contestant.label} {case.name} c={concurrency}: {errors} errors under load")
+                run.failures.append(f"{contestant.label} {contestant.row} c={concurrency}: {errors} errors under load")
     run.blocks.append(
-        Block(case.name, concurrency, orders, load_before, procstat.loadavg(), time.perf_counter() - started)
+        Block(group[0].name, concurrency, orders, load_before, procstat.loadavg(), time.perf_counter() - started)
     )
 
 
@@ -325,8 +381,12 @@ def run_all(args: argparse.Namespace, run: Run) -> None:
         replies = tmp / "replies"
         replies.mkdir()
         for case in cases.all_cases():
-            (replies / case.name).write_bytes(verify(run, gw, case))
+            body, headers = verify(run, gw, case)
+            (replies / case.name).write_bytes(body)
+            (replies / f"{case.name}.headers.json").write_text(json.dumps(headers))
         verify(run, gw, cases.batched_case())
+        for name in cases.TRAFFIC_DEPLOYMENTS:
+            verify(run, gw, cases.traffic_case(name))
         fl_port = free_port()
         floor_args = ["-m", "bench.floor", str(fl_port), target, str(replies)]
         fl = stack.enter_context(server("floor", floor_args, fl_port, tmp, "/v1/models/small", server_cores))
@@ -340,17 +400,18 @@ def run_all(args: argparse.Namespace, run: Run) -> None:
             if srv.name != "gateway":
                 _record_start(run, srv)
             for case in selected:
-                verify(run, srv, case)
+                if srv.name != "baseline" or case.protocol == "v1":
+                    verify(run, srv, case)
         run.meta["affinity"] = {
             **{name: _cpus(procstat.affinity(srv.process.pid)) for name, srv in ctx.servers.items()},
             "backend": _cpus(procstat.affinity(backend_process.pid)),
             "bench runner": _cpus(procstat.affinity(os.getpid(), tree=False)),
         }
-        for case in selected:
+        for group in blocks_of(selected):
             for concurrency in args.concurrency:
-                if case.cpu_bound and concurrency > CPU_BOUND_MAX_CONCURRENCY and not args.smoke:
+                if group[0].cpu_bound and concurrency > CPU_BOUND_MAX_CONCURRENCY and not args.smoke:
                     continue
-                rounds_of(run, case, concurrency, ctx)
+                rounds_of(run, group, concurrency, ctx)
     if not args.smoke and not args.no_stages:
         stages(run, pinning)
 

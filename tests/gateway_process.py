@@ -23,6 +23,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE_SECONDS = 30.0
 _SERVING = re.compile(r"tfs-gateway: serving https?://127\.0\.0\.1:(\d+) \(pid (\d+)\)")
+_SERVING_GRPC = re.compile(r"tfs-gateway: serving grpc 127\.0\.0\.1:(\d+) ")
 
 
 class GatewayProcess:
@@ -128,6 +129,20 @@ class GatewayProcess:
             assert loop.time() < deadline, f"gateway did not exit:\n{self.stderr()}"
             await asyncio.sleep(0.02)
         return self.proc.returncode
+
+
+class GrpcGateway(GatewayProcess):
+    """A gateway process with ``server.grpc_port`` set; ``grpc_port`` is read back from its ``serving grpc`` line."""
+
+    grpc_port = 0
+
+    async def __aenter__(self) -> GrpcGateway:
+        await super().__aenter__()
+        await self.wait_for(lambda: _SERVING_GRPC.search(self.stderr()), "the gRPC port")
+        match = _SERVING_GRPC.search(self.stderr())
+        assert match is not None
+        self.grpc_port = int(match.group(1))
+        return self
 
 
 def gateway_config(backend_target: str, **sections: Any) -> dict[str, Any]:

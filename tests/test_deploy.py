@@ -210,15 +210,24 @@ PROMQL_WORDS = {
 }
 
 
+# label_replace(v, "dst", "replacement", "src", "regex"): its last four arguments.
+_LABEL_REPLACE = re.compile(r',\s*"(\w+)"\s*,\s*"(?:[^"\\]|\\.)*"\s*,\s*"(\w+)"\s*,\s*"(?:[^"\\]|\\.)*"\s*\)')
+
+
 def promql_names(expr: str) -> tuple[set[str], set[str]]:
-    """(metric names, label names) an expression refers to."""
+    """(metric names, label names) an expression refers to.
+
+    A label that ``label_replace`` makes (the dashboard's ``protocol``) need not exist on a metric;
+    the label it is made from must.
+    """
+    made = _LABEL_REPLACE.findall(expr)
     expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
     labels = {m for sel in re.findall(r"\{([^}]*)\}", expr) for m in re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", sel)}
     grouping = r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)"
     labels |= {lbl.strip() for group in re.findall(grouping, expr) for lbl in group.split(",") if lbl.strip()}
     bare = re.sub(grouping, " ", re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", expr))
     words = set(re.findall(r"(?<![\w.$])([a-zA-Z_:][\w:]*)\b(?!\s*\()", bare))
-    return words - PROMQL_WORDS, labels
+    return words - PROMQL_WORDS, (labels - {dst for dst, _ in made}) | {src for _, src in made}
 
 
 def label_values_names(query: str) -> tuple[set[str], set[str]]:

@@ -16,11 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway._pb.tensorflow.core.framework import tensor_shape_pb2, types_pb2
+from gateway._pb.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
 from gateway._pb.tensorflow_serving.apis import model_pb2, predict_pb2
-from gateway.codec import fastjson, jsonio, wire
+from gateway.codec import fastjson, jsonio, messages, wire
 from gateway.codec import predict as codec
+from gateway.codec import tensors as codec_tensors
 from gateway.codec.tensors import to_proto
 from gateway.errors import GatewayError
 from gateway.ops import gctune
@@ -260,3 +261,29 @@ def test_string_rows_fast_path_matches_the_exact_path(rows: list[Any]) -> None:
         assert exact == "error" or exact is None, (rows, fast)
     else:
         assert fast.shape == (len(rows),) and fast.values == exact
+
+
+real_field_spans = messages.field_spans
+_TYPED_FLOATS = {types_pb2.DT_FLOAT: ("float_val", 32), types_pb2.DT_DOUBLE: ("double_val", 64)}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dtype=st.sampled_from(sorted(_TYPED_FLOATS)), data=st.data())
+def test_typed_float_fields_read_from_their_wire_bytes_match_protobufs_list(
+    dtype: int, data: st.DataObject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ModelServer's default ``float_val`` replies, read as packed bytes, equal the element-by-element read."""
+    field, width = _TYPED_FLOATS[dtype]
+    monkeypatch.setattr(codec_tensors, "PACKED_MIN_VALUES", 2)  # small drawn tensors take the wire path too
+    spans: list[list[tuple[int, int]]] = []
+    monkeypatch.setattr(messages, "field_spans", lambda *a: spans.append(real_field_spans(*a)) or spans[-1])
+    values = data.draw(st.lists(st.floats(width=width), min_size=2, max_size=40))
+    padded = data.draw(st.integers(0, 3))  # a shape with more elements: the last value repeats
+    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tensor_shape_pb2.TensorShapeProto())
+    proto.tensor_shape.dim.add(size=len(values) + padded)
+    getattr(proto, field).extend(values)
+    exact = np.asarray(values + values[-1:] * padded, dtype=codec_tensors.SUPPORTED[dtype].numpy)
+    got = codec_tensors.from_proto(proto)
+    assert spans and len(spans[-1]) == 1  # the wire path ran
+    assert got.dtype == exact.dtype and got.shape == exact.shape
+    assert got.tobytes() == exact.tobytes()

@@ -1,20 +1,32 @@
-"""A real Prometheus server (Debian's ``prometheus``) scrapes a running gateway; read the series back."""
+"""A real Prometheus server (Debian's ``prometheus``) scrapes a running gateway; read the series back.
+
+The gateway serves REST and its gRPC port; traffic over each protocol must appear under its bounded
+``route`` label, and the dashboard's per-protocol queries must group it, through PromQL.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import grpc
 import pytest
 import yaml
 from fake_backend import FakeModelServer
-from gateway_process import DEADLINE_SECONDS, GatewayProcess, gateway_config
+from gateway_process import DEADLINE_SECONDS, GrpcGateway, gateway_config
+from google.protobuf.message import Message
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import model_pb2, predict_pb2
+from tensorflow_serving.apis.prediction_service_pb2_grpc import PredictionServiceStub
 
 pytestmark = pytest.mark.slow
 
@@ -31,15 +43,16 @@ def free_port() -> int:
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path, fake_backend: FakeModelServer) -> AsyncIterator[GatewayProcess]:
+async def gateway(tmp_path: Path, fake_backend: FakeModelServer) -> AsyncIterator[GrpcGateway]:
     workdir = tmp_path / "gateway"
     workdir.mkdir()
-    async with GatewayProcess(gateway_config(fake_backend.target), workdir=workdir) as gw:
+    config = gateway_config(fake_backend.target, server={"grpc_port": 0})
+    async with GrpcGateway(config, workdir=workdir) as gw:
         yield gw
 
 
 @pytest.fixture
-async def prometheus(tmp_path: Path, gateway: GatewayProcess) -> AsyncIterator[str]:
+async def prometheus(tmp_path: Path, gateway: GrpcGateway) -> AsyncIterator[str]:
     binary = shutil.which("prometheus")
     assert binary is not None, "the prometheus server is missing: apt-get install -y prometheus"
     config = {
@@ -95,7 +108,7 @@ async def wait_value(session: aiohttp.ClientSession, base: str, promql: str, exp
         await asyncio.sleep(0.25)
 
 
-async def test_prometheus_scrapes_the_gateway(gateway: GatewayProcess, prometheus: str) -> None:
+async def test_prometheus_scrapes_the_gateway(gateway: GrpcGateway, prometheus: str) -> None:
     async with aiohttp.ClientSession() as session:
         for value in range(REQUESTS):
             async with session.post(
@@ -120,3 +133,132 @@ async def test_prometheus_scrapes_the_gateway(gateway: GatewayProcess, prometheu
             REQUESTS,
         )
         assert await query(session, prometheus, "process_resident_memory_bytes > 0")
+
+
+# --------------------------------------------------------------------------- one row per protocol
+
+MODEL = "half_plus_two"
+DASHBOARD = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "tfs-gateway-dashboard.json"
+
+
+@dataclass(frozen=True)
+class Clients:
+    session: aiohttp.ClientSession
+    url: str
+    channel: grpc.aio.Channel
+
+
+Send = Callable[[Clients], Awaitable[int | grpc.StatusCode]]
+
+
+def http(path: str, body: dict[str, Any]) -> Send:
+    """A POST of ``body`` to ``path``; the HTTP status."""
+
+    async def send(clients: Clients) -> int:
+        async with clients.session.post(clients.url + path, json=body) as resp:
+            await resp.read()
+            return resp.status
+
+    return send
+
+
+def grpc_unary(method: Callable[[grpc.aio.Channel], Callable[..., Awaitable[Any]]], request: Message) -> Send:
+    """One unary call through the gateway's gRPC port with a real stub's ``method``; the status."""
+
+    async def send(clients: Clients) -> grpc.StatusCode:
+        try:
+            await method(clients.channel)(request, timeout=DEADLINE_SECONDS)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+        return grpc.StatusCode.OK
+
+    return send
+
+
+def tfs_predict(model: str) -> Send:
+    """TF Serving's ``PredictionService/Predict`` with tensorflow-serving-api's own stub."""
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model))
+    request.inputs["x"].dtype = types_pb2.DT_FLOAT
+    request.inputs["x"].tensor_shape.dim.add(size=2)
+    request.inputs["x"].float_val.extend([1.0, 3.0])
+    return grpc_unary(lambda channel: PredictionServiceStub(channel).Predict, request)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One protocol's traffic: the route label it must land under, and the dashboard's name for it."""
+
+    route: str
+    protocol: str  # what the dashboard's label_replace derives from ``route``
+    ok: Send  # answered 200 (gRPC: OK)
+    refused: Send  # answered 4xx (gRPC: a status whose REST twin is 4xx)
+
+
+V2_INPUT = {"name": "x", "datatype": "FP32", "shape": [2]}
+# Adding a protocol is one row; OIP gRPC, with tritonclient's stub and a ModelInferRequest, would be
+# Protocol("grpc_v2_infer", "v2_grpc", grpc_unary(lambda c: GRPCInferenceServiceStub(c).ModelInfer, ok), ...).
+PROTOCOLS = (
+    Protocol(
+        "v1_predict",
+        "tfs_rest",
+        http(f"/v1/models/{MODEL}:predict", {"instances": [1.0, 3.0]}),
+        http(f"/v1/models/{MODEL}:predict", {"instances": "not a list"}),
+    ),
+    Protocol(
+        "v2_infer",
+        "v2_rest",
+        http(f"/v2/models/{MODEL}/infer", {"inputs": [{**V2_INPUT, "data": [1.0, 3.0]}]}),
+        http(f"/v2/models/{MODEL}/infer", {"inputs": [{**V2_INPUT, "datatype": "INT32", "data": [1, 3]}]}),
+    ),
+    Protocol("grpc_tfs_predict", "tfs_grpc", tfs_predict(MODEL), tfs_predict("no-such-model")),
+)
+OK = (200, grpc.StatusCode.OK)
+
+
+def requests_for(index: int) -> int:
+    """A different count per protocol, so traffic counted under the wrong one cannot add up."""
+    return 2 + index
+
+
+def dashboard_expr(title: str, ref: str = "A") -> str:
+    """A dashboard query over all jobs, routes and models, on counters instead of rates: exact counts."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    target = next(t for p in panels if p["title"] == title for t in p["targets"] if t["refId"] == ref)
+    expr = re.sub(r"rate\((\w+\{[^}]*\})\[\$__rate_interval\]\)", r"\1", target["expr"])
+    return expr.replace("$job", ".*").replace("$route", ".*").replace("$model", ".*")
+
+
+async def by_protocol(session: aiohttp.ClientSession, base: str, promql: str) -> dict[str, float]:
+    return {r["metric"].get("protocol", ""): float(r["value"][1]) for r in await query(session, base, promql)}
+
+
+async def test_each_protocol_lands_under_its_route_and_the_dashboards_protocol(
+    gateway: GrpcGateway, prometheus: str
+) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        grpc.aio.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as channel,
+    ):
+        clients = Clients(session, gateway.url, channel)
+        for index, proto in enumerate(PROTOCOLS):
+            for _ in range(requests_for(index)):
+                assert await proto.ok(clients) in OK, proto.route
+            assert await proto.refused(clients) not in OK, proto.route
+        for index, proto in enumerate(PROTOCOLS):
+            served = f'tfs_gateway_http_requests_total{{route="{proto.route}", code="200"}}'
+            labels = await wait_value(session, prometheus, served, requests_for(index))
+            assert labels["model"] == MODEL, labels
+            refused = f'sum(tfs_gateway_http_requests_total{{route="{proto.route}", code=~"4.."}})'
+            await wait_value(session, prometheus, refused, 1)
+            latency = f'sum(tfs_gateway_http_request_duration_seconds_count{{route="{proto.route}"}})'
+            await wait_value(session, prometheus, latency, requests_for(index) + 1)
+        # Every request above has been scraped: the dashboard's protocol queries see exact counts.
+        total = {p.protocol: requests_for(i) + 1.0 for i, p in enumerate(PROTOCOLS)}
+        rate = await by_protocol(session, prometheus, dashboard_expr("Request rate by protocol"))
+        assert rate == total
+        server_errors = await by_protocol(session, prometheus, dashboard_expr("Error ratio by protocol", "A"))
+        assert server_errors in ({}, {p: 0.0 for p in total})  # no 5xx: no series, or zeros
+        client_errors = await by_protocol(session, prometheus, dashboard_expr("Error ratio by protocol", "B"))
+        assert client_errors == {p: 1 / n for p, n in total.items()}
+        p99 = await by_protocol(session, prometheus, dashboard_expr("Latency p99 by protocol"))
+        assert set(p99) == set(total) and all(v > 0 for v in p99.values()), p99

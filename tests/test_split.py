@@ -194,8 +194,8 @@ INVALID_SPLITS: list[tuple[dict[str, Any], str]] = [
     ({"split": {"version": 1, "weight": 1}}, "deployments.d.split"),
     ({"sticky_header": "X-User-ID"}, "deployments.d.sticky_header"),
     ({"split": [ARM], "sticky_header": "X User"}, "deployments.d.sticky_header"),
-    ({"split": [ARM], "shadow": [{"version": 3, "percent": 100}]}, "deployments.d.shadow"),
-    ({"split": [ARM], "shadow_tolerance": {"rtol": 1e-5}}, "deployments.d.shadow_tolerance"),
+    ({"split": [ARM], "shadow": [{"version": 1, "percent": 100}]}, "deployments.d.shadow[0]"),
+    ({"split": [ARM], "shadow_tolerance": {"rtol": -1e-5}}, "deployments.d.shadow_tolerance.rtol"),
 ]
 
 

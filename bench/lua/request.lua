@@ -1,4 +1,5 @@
--- wrk script for one bench case. The runner sets BENCH_METHOD and BENCH_BODY (a file path).
+-- wrk script for one bench case. The runner sets BENCH_METHOD, BENCH_BODY (a file path) and
+-- BENCH_HEADERS (the case's request headers, "Name: value" one per line).
 -- The request is built once; wrk then repeats it. done() prints one machine-readable line.
 wrk.method = os.getenv("BENCH_METHOD") or "GET"
 wrk.headers["X-Bench-Case"] = os.getenv("BENCH_CASE")
@@ -7,7 +8,9 @@ if path and path ~= "" then
   local f = assert(io.open(path, "rb"))
   wrk.body = f:read("*a")
   f:close()
-  wrk.headers["Content-Type"] = "application/json"
+  for name, value in string.gmatch(os.getenv("BENCH_HEADERS") or "", "([^:\n]+): ([^\n]*)") do
+    wrk.headers[name] = value
+  end
 end
 
 done = function(summary, latency, requests)

@@ -23,7 +23,7 @@ import logging
 import re
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -320,20 +320,47 @@ class Backend:
         *,
         timeout: float | None,
         metadata: Mapping[str, str] | None = None,
+        on_sent: Callable[[], None] | None = None,
     ) -> bytes:
-        """One logical call: a limiter slot, then attempts until success, a final error or the deadline."""
+        """One logical call: a limiter slot, then attempts until success, a final error or the deadline.
+
+        ``on_sent``, when given, is called once, as soon as the first attempt has been handed to
+        the channel (not if the call fails before that: a full queue, an open circuit).
+        """
         deadline = _Deadline(timeout)
         self.budget.record_request()
         async with self.limiter.slot(deadline.remaining()):
-            return await self._attempts(rpc, payload, deadline, tuple((metadata or {}).items()) or None)
+            return await self._attempts(rpc, payload, deadline, tuple((metadata or {}).items()) or None, on_sent)
+
+    async def call_once(
+        self, rpc: Rpc[Any], payload: bytes, *, timeout: float, metadata: Mapping[str, str] | None = None
+    ) -> bytes:
+        """One attempt on the shared channel, outside the limiter, the retry budget and the breaker.
+
+        For shadow copies: they must not take a limiter slot or a retry a client's call needs, nor
+        open (or close) the circuit on the primary traffic's behalf, nor weigh in the RPC latency
+        histogram. Their own cap and deadline bound them instead (``pipeline/shadow.py``).
+        """
+        try:
+            result: bytes = await self._channel.calls[rpc.path](
+                payload, timeout=timeout, metadata=tuple((metadata or {}).items()) or None
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc, self.name) from None
+        return result
 
     async def _attempts(
-        self, rpc: Rpc[Any], payload: bytes, deadline: _Deadline, metadata: tuple[tuple[str, str], ...] | None
+        self,
+        rpc: Rpc[Any],
+        payload: bytes,
+        deadline: _Deadline,
+        metadata: tuple[tuple[str, str], ...] | None,
+        on_sent: Callable[[], None] | None,
     ) -> bytes:
         retry = 0
         while True:
             try:
-                return await self._attempt(rpc, payload, deadline, metadata)
+                return await self._attempt(rpc, payload, deadline, metadata, on_sent if retry == 0 else None)
             except BackendError as exc:
                 retry += 1
                 delay = self._retry_delay(exc, retry, deadline)
@@ -351,7 +378,12 @@ class Backend:
         return delay
 
     async def _attempt(
-        self, rpc: Rpc[Any], payload: bytes, deadline: _Deadline, metadata: tuple[tuple[str, str], ...] | None
+        self,
+        rpc: Rpc[Any],
+        payload: bytes,
+        deadline: _Deadline,
+        metadata: tuple[tuple[str, str], ...] | None,
+        on_sent: Callable[[], None] | None = None,
     ) -> bytes:
         remaining = deadline.remaining()
         if remaining is not None and remaining <= 0:
@@ -360,7 +392,10 @@ class Backend:
         start = time.perf_counter()
         code = "OK"
         try:
-            result: bytes = await self._channel.calls[rpc.path](payload, timeout=remaining, metadata=metadata)
+            call = self._channel.calls[rpc.path](payload, timeout=remaining, metadata=metadata)
+            if on_sent is not None:
+                on_sent()  # grpc.aio has already scheduled the send: what on_sent starts runs after it
+            result: bytes = await call
         except grpc.aio.AioRpcError as exc:
             code = exc.code().name
             self._judge(_code(exc))

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from gateway._pb.tensorflow.core.example import example_pb2, feature_pb2
@@ -144,3 +145,20 @@ def _float32(value: float) -> orjson.Fragment:
     if np.isfinite(single):
         return orjson.Fragment(orjson.dumps(single, option=orjson.OPT_SERIALIZE_NUMPY))
     return orjson.Fragment(non_finite_token(float(single)))
+
+
+def classify_arrays(response: classification_pb2.ClassificationResponse) -> dict[str, npt.NDArray[Any]]:
+    """A classify result as arrays, to compare two of them: every label and score in order, and the
+    number of classes each example got (so the flat lists cannot line up by accident)."""
+    classifications = response.result.classifications
+    classes = [c for item in classifications for c in item.classes]
+    return {
+        "classes_per_example": np.array([len(item.classes) for item in classifications], dtype=np.int64),
+        "labels": np.array([c.label.encode() for c in classes], dtype=object),
+        "scores": np.array([c.score for c in classes], dtype=np.float32),
+    }
+
+
+def regress_arrays(response: regression_pb2.RegressionResponse) -> dict[str, npt.NDArray[Any]]:
+    """A regress result as arrays: one value per example."""
+    return {"values": np.array([r.value for r in response.result.regressions], dtype=np.float32)}

@@ -135,6 +135,11 @@ def with_model_spec(payload: bytes, spec: ModelSpec) -> bytes:
     return b"".join(parts)
 
 
+def field_spans(payload: bytes, number: int) -> list[tuple[int, int]]:
+    """(value start, value end) of each top-level length-delimited record of field ``number``."""
+    return [(start, end) for field_number, _, start, end in _fields(payload) if field_number == number]
+
+
 def _fields(payload: bytes) -> list[tuple[int, int, int, int]]:
     """(field number, record start, value start, value end) of each top-level length-delimited
     field; fields of other wire types are checked and skipped."""

@@ -323,22 +323,18 @@ class ModelsSettings(_Section):
 
 
 @dataclass(frozen=True, slots=True)
-class SplitArm(_Section):
-    """One arm of a deployment's traffic split: a version, a label, or another model and/or backend.
-
-    What an arm leaves out is the deployment's: ``{version: 2}`` is version 2 of the deployment's
-    model on its backend; ``{model: m, backend: gpu}`` is the latest version of ``m`` on ``gpu``.
+class _Arm(_Section):
+    """Where an arm (of a split, or a shadow) sends requests: a version, a label, or another model
+    and/or backend. What it leaves out is the deployment's: ``{version: 2}`` is version 2 of the
+    deployment's model on its backend; ``{model: m, backend: gpu}`` is the latest version of ``m`` on ``gpu``.
     """
 
-    weight: float | None = _ruled(None, gt=0)  # required; relative to the other arms' weights
     version: int | None = _ruled(None, ge=0)
     label: str | None = None
     model: str | None = _ruled(None, pattern=_NAME, hint="a model name")
     backend: str | None = _ruled(None, pattern=_NAME, hint="a backend name")
 
     def _check(self, path: str) -> None:
-        if self.weight is None:
-            raise ConfigError(f"{path}.weight", "is required: a positive number")
         if self.version is not None and self.label is not None:
             raise ConfigError(path, "names both version and label; give one of them")
         if self.version is None and self.label is None and self.model is None and self.backend is None:
@@ -354,6 +350,41 @@ class SplitArm(_Section):
 
 
 @dataclass(frozen=True, slots=True)
+class SplitArm(_Arm):
+    """One arm of a deployment's traffic split, with its weight."""
+
+    weight: float | None = _ruled(None, gt=0)  # required; relative to the other arms' weights
+
+    def _check(self, path: str) -> None:
+        if self.weight is None:
+            raise ConfigError(f"{path}.weight", "is required: a positive number")
+        _Arm._check(self, path)  # slots dataclasses are rebuilt classes: no zero-argument super()
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowArm(_Arm):
+    """A shadow copy's target, with the share of requests copied to it. Its answer is compared,
+    never returned."""
+
+    percent: float | None = _ruled(None, gt=0, le=100)  # required: 0 < percent <= 100
+
+    def _check(self, path: str) -> None:
+        if self.percent is None:
+            raise ConfigError(f"{path}.percent", "is required: a number above 0 and at most 100")
+        _Arm._check(self, path)
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowTolerance(_Section):
+    """How close a shadow's value must be to the primary's to agree: numpy ``isclose``,
+    ``|shadow - primary| <= atol + rtol * |primary|``. The defaults sit above float32 rounding
+    noise (about 6e-8 relative), so only real differences between models disagree."""
+
+    rtol: float = _ruled(1.0e-5, ge=0)
+    atol: float = _ruled(1.0e-6, ge=0)
+
+
+@dataclass(frozen=True, slots=True)
 class DeploymentSettings(_Section):
     """Effective settings for ``/model-serving/{id}``: a model, optionally pinned or split, on a backend."""
 
@@ -366,10 +397,15 @@ class DeploymentSettings(_Section):
     timeout_seconds: float | None = _ruled(None, gt=0)
     auth: AuthPolicy = field(default_factory=AuthPolicy)
     batching: BatchingSettings = field(default_factory=BatchingSettings)
+    shadow: tuple[ShadowArm, ...] | None = None  # null: no shadow copies
+    shadow_tolerance: ShadowTolerance = field(default_factory=ShadowTolerance)
+    shadow_max_in_flight: int = _ruled(16, ge=1)  # this deployment's shadow calls at once; more are dropped
+    shadow_timeout_seconds: float = _ruled(5.0, gt=0)  # a shadow call's own deadline
 
     def _check(self, path: str) -> None:
         if self.version is not None and self.label is not None:
             raise ConfigError(path, "pins both version and label; give one of them")
+        self._check_shadows(f"{path}.shadow")
         if self.split is None:
             if self.sticky_header is not None:
                 raise ConfigError(f"{path}.sticky_header", "needs a split to choose an arm of")
@@ -383,6 +419,32 @@ class DeploymentSettings(_Section):
         for i, name in enumerate(names):
             if name in names[:i]:
                 raise ConfigError(f"{path}.split[{i}]", f"duplicate arm {name!r}")
+
+    def coordinates(self, arm: SplitArm | ShadowArm | None = None) -> tuple[str, str, int | None, str | None]:
+        """(backend, model, version, label) that ``arm`` (None: the pin) addresses, the gaps filled
+        with the deployment's: two arms with equal coordinates call the same servable."""
+        if arm is None:
+            return self.backend, self.model, self.version, self.label
+        return arm.backend or self.backend, arm.model or self.model, arm.version, arm.label
+
+    def _check_shadows(self, path: str) -> None:
+        if self.shadow is None:
+            return
+        if not self.shadow:
+            raise ConfigError(path, "needs at least one arm (leave the key out for no shadow)")
+        own = _Arm(self.version, self.label).name or "latest"
+        primaries = {self.coordinates(arm): arm.name for arm in self.split} if self.split else {self.coordinates(): own}
+        seen: list[tuple[str, str, int | None, str | None]] = []
+        for i, arm in enumerate(self.shadow):
+            where = self.coordinates(arm)
+            if where in primaries:
+                raise ConfigError(
+                    f"{path}[{i}]",
+                    f"is the primary arm {primaries[where]!r}; a shadow must differ from what it shadows",
+                )
+            if where in seen:
+                raise ConfigError(f"{path}[{i}]", f"duplicate shadow {arm.name!r}")
+            seen.append(where)
 
 
 def _default_backends() -> Mapping[str, BackendSettings]:
@@ -467,6 +529,12 @@ class Settings(_Section):
             for i, arm in enumerate(d.split or ())
             if arm.backend is not None
         ]
+        refs += [
+            (f"deployments.{n}.shadow[{i}].backend", arm.backend)
+            for n, d in self.deployments.items()
+            for i, arm in enumerate(d.shadow or ())
+            if arm.backend is not None
+        ]
         return refs
 
 
@@ -515,9 +583,6 @@ class _Builder:
     def deployment(self, data: Mapping[str, Any], path: str, draft: Settings) -> DeploymentSettings:
         if "model" not in data:
             raise ConfigError(f"{path}.model", "is required")
-        for later in _NOT_YET:
-            if later in data:
-                raise ConfigError(f"{path}.{later}", "shadow traffic is not supported yet")
         model = self.convert(str, data["model"], f"{path}.model", _MODEL_RULE, None)
         inherited = draft.model_settings(model)
         base = DeploymentSettings(
@@ -600,8 +665,6 @@ class _Builder:
 
 
 _MODEL_RULE = _Rule(pattern=_NAME, hint="a model name")
-# Keys of the issue's deployment contract that are not built yet: an error, never silently ignored.
-_NOT_YET = ("shadow", "shadow_tolerance")
 
 
 def _secret_from_file(file: str, path: str) -> str:

@@ -89,6 +89,42 @@ def record(
     }
 
 
+def shadow_record(
+    *,
+    request_id: str,
+    deployment: str,
+    arm: str,
+    primary_arm: str,
+    result: str,
+    rpc: str,
+    reason: str,
+    output: str | None = None,
+    index: list[int] | None = None,
+    primary: object = None,
+    shadow: object = None,
+    max_abs_diff: float | None = None,
+) -> dict[str, object]:
+    """The line for a shadow copy that disagreed or failed (``"event": "shadow"``; request lines
+    have no ``event``). ``output``, ``index``, ``primary`` and ``shadow`` locate the first
+    difference; for an error, ``reason`` is the error's message."""
+    return {
+        "time": _now(),
+        "event": "shadow",
+        "request_id": request_id,
+        "deployment": deployment,
+        "arm": arm,
+        "primary_arm": primary_arm,
+        "rpc": rpc,
+        "result": result,
+        "reason": reason,
+        "output": output,
+        "index": index,
+        "primary": primary,
+        "shadow": shadow,
+        "max_abs_diff": max_abs_diff,
+    }
+
+
 class _Stdout:
     """Bytes lines to a binary stream, flushed once per loop iteration (at once without a loop)."""
 

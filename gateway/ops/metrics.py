@@ -172,6 +172,7 @@ class Metrics:
             multiprocess_mode="max",
         )
         self.build_info.labels(gateway.__version__, platform.python_version()).set(1)
+        self._declare_shadow(registry)
         self._http: dict[tuple[str, str, str, str, str, str], HttpChildren] = {}
         # Bound once: the dispatcher moves one of these up and down on every request.
         self.in_flight_by_route = {route: self.in_flight.labels(route) for route in ROUTES}
@@ -224,6 +225,44 @@ class Metrics:
         if version is not None:
             return str(version)
         return f"label:{label}" if label is not None else "latest"
+
+    # ---- shadow traffic (gateway/pipeline/shadow.py)
+
+    def _declare_shadow(self, registry: CollectorRegistry) -> None:
+        self.shadow_requests = Counter(
+            "shadow_requests",
+            "Shadow copies by outcome: agree, disagree, error (failed, timed out) or dropped (cap full).",
+            ("deployment", "arm", "result"),
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.shadow_max_abs_diff = Histogram(
+            "shadow_max_abs_diff",
+            "Largest absolute difference between a shadow's values and the primary's, per compared reply.",
+            ("deployment", "arm"),
+            namespace=NAMESPACE,
+            buckets=SHADOW_DIFF_BUCKETS,
+            registry=registry,
+        )
+        self.shadow_in_flight = Gauge(
+            "shadow_requests_in_flight",
+            "Shadow calls started and not yet compared.",
+            namespace=NAMESPACE,
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+
+    def set_shadow_arms(self, arms: Iterable[tuple[str, str]]) -> None:
+        """Export every (deployment, arm) series at 0 from the start: labels come from config only."""
+        for deployment, arm in arms:
+            for result in SHADOW_RESULTS:
+                self.shadow_requests.labels(deployment, arm, result)
+            self.shadow_max_abs_diff.labels(deployment, arm)
+
+
+# 1e-9 .. 1e3 by decades: float32 noise sits near 1e-7, a different model's answer near 1.
+SHADOW_DIFF_BUCKETS = tuple(10.0**k for k in range(-9, 4))
+SHADOW_RESULTS = ("agree", "disagree", "error", "dropped")
 
 
 def _label_values(metric: Gauge) -> list[tuple[str, ...]]:

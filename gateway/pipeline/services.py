@@ -23,6 +23,7 @@ from gateway.config import Settings
 from gateway.errors import BackendError
 from gateway.ops.metrics import Metrics
 from gateway.pipeline.batching import Batcher
+from gateway.pipeline.shadow import Shadows
 from gateway.pipeline.signatures import CacheKey, SignatureCache
 from gateway.routing.auth import Authenticator
 from gateway.routing.binding import Binding
@@ -61,10 +62,12 @@ class Services:
     # Draws the arm of a traffic split; tests seed it (``services.rng.seed(n)``) to make splits repeatable.
     rng: random.Random = field(default_factory=random.Random)
     authenticator: Authenticator = field(init=False)
+    shadows: Shadows = field(init=False)
 
     def __post_init__(self) -> None:
         # Built with the settings it serves, so a reload brings its own policies.
         self.authenticator = Authenticator(self.settings)
+        self.shadows = Shadows(self.settings, self.metrics, self.backends, self.rng)
 
     async def call(self, binding: Binding, rpc: Rpc[R], request: Request, info: RequestInfo) -> R:
         raw = await self.call_raw(binding, rpc, serialized(request), info)
@@ -72,16 +75,31 @@ class Services:
 
     async def call_raw(self, binding: Binding, rpc: Rpc[Any], payload: bytes, info: RequestInfo) -> bytes:
         """One backend call as bytes, with the request id and the binding's deadline; records the
-        gRPC code on ``info`` and drops a servable's signatures when the backend says it is gone."""
+        gRPC code on ``info`` and drops a servable's signatures when the backend says it is gone.
+
+        A deployment's shadow arms get their copies here, once the call is sent (``pipeline/shadow.py``),
+        so every front that calls through ``Services`` is shadowed without doing anything.
+        """
         backend = self.backends[binding.backend]
         metadata = {"x-request-id": info.request_id}
+        shot = self.shadows.draw(binding, rpc, payload, info)
+        reply: bytes | None = None
         try:
-            reply = await backend.call_raw(rpc, payload, timeout=binding.timeout_seconds, metadata=metadata)
+            reply = await backend.call_raw(
+                rpc,
+                payload,
+                timeout=binding.timeout_seconds,
+                metadata=metadata,
+                on_sent=None if shot is None else shot.sent,
+            )
         except BackendError as exc:
             info.grpc_code = exc.grpc_code_name
             if exc.grpc_code_name == "NOT_FOUND":  # the servable is gone: its signatures too
                 self.signature_cache.invalidate(binding.backend, binding.model)
             raise
+        finally:
+            if shot is not None:
+                shot.settle(reply)
         info.grpc_code = "OK"
         return reply
 
@@ -100,6 +118,7 @@ class Services:
         return await self.signature_cache.get(key, fetch)
 
     async def close(self) -> None:
+        await self.shadows.wait()  # copies still use this generation's channels; each ends by its deadline
         for backend in self.backends.values():
             await backend.close()
 
@@ -116,6 +135,7 @@ class ServicesRef:
         self._users: Counter[int] = Counter()
         self._idle: dict[int, asyncio.Event] = {}
         self._retiring: set[asyncio.Task[None]] = set()
+        self._retired: dict[int, Services] = {}  # generations swapped out and not yet closed, by id
 
     @property
     def in_flight(self) -> int:
@@ -154,6 +174,7 @@ class ServicesRef:
     def swap(self, services: Services) -> None:
         """Serve new requests with ``services``; the old generation closes when its requests end."""
         old, self.current = self.current, services
+        self._retired[id(old)] = old
         task = asyncio.create_task(self._retire(old))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
@@ -161,9 +182,13 @@ class ServicesRef:
     async def _retire(self, old: Services) -> None:
         await self._until_idle(id(old))
         await old.close()
+        self._retired.pop(id(old), None)
 
     async def close(self) -> None:
-        """Close the current generation and wait for the retiring ones."""
+        """Close the current generation and wait for the retiring ones; shadow copies still
+        running are cancelled first, so shutdown never waits on them."""
+        for services in (*self._retired.values(), self.current):
+            services.shadows.cancel()
         await asyncio.gather(*self._retiring)
         await self.current.close()
 

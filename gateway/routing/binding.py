@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from gateway.codec import messages
-from gateway.config import DeploymentSettings, ModelSettings, Settings, SplitArm
+from gateway.config import DeploymentSettings, ModelSettings, Settings, ShadowArm, SplitArm
 from gateway.errors import InvalidArgument, NotFound
 from gateway.routing import split
 from gateway.routing.routes import Target
@@ -108,6 +108,21 @@ def _bind_arm(
     timeout = settings.timeout_for(policy, client_seconds, metadata=target.kind in _METADATA_KINDS)
     model = arm.model or deployment.model
     return Binding(backend, model, arm.version, arm.label, timeout, target.name, deployment, arm.name)
+
+
+def shadow_binding(binding: Binding, deployment: DeploymentSettings, arm: ShadowArm) -> Binding:
+    """Where a copy of a request bound to ``binding`` goes for shadow ``arm``, with the shadow's
+    own deadline; ``arm`` names the shadow (the primary's arm stays on the request's info)."""
+    backend, model, version, label = deployment.coordinates(arm)
+    return replace(
+        binding,
+        backend=backend,
+        model=model,
+        version=version,
+        label=label,
+        timeout_seconds=deployment.shadow_timeout_seconds,
+        arm=arm.name,
+    )
 
 
 def _sticky(deployment: DeploymentSettings, headers: Mapping[str, str]) -> str | None:

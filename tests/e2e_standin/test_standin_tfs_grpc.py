@@ -18,7 +18,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from gateway_process import DEADLINE_SECONDS, GatewayProcess
+from gateway_process import DEADLINE_SECONDS, GrpcGateway
 from google.protobuf.message import Message
 from tensorflow_serving.apis import (
     classification_pb2,
@@ -36,23 +36,8 @@ from devserver.testing import DevServer
 
 from .conftest import CLASSIFY, DEPLOYMENTS, HALF_PLUS_TWO, REGRESS, serialized_examples
 
-_GRPC_SERVING = re.compile(r"tfs-gateway: serving grpc 127\.0\.0\.1:(\d+) ")
 API_KEY = "grpc-test-key"
 Stubs = tuple[PredictionServiceStub, ModelServiceStub]
-
-
-class GrpcGateway(GatewayProcess):
-    """A gateway process whose gRPC port is read back from its ``serving grpc`` line."""
-
-    grpc_port = 0
-
-    async def __aenter__(self) -> GrpcGateway:
-        await super().__aenter__()
-        await self.wait_for(lambda: _GRPC_SERVING.search(self.stderr()), "the gRPC port")
-        match = _GRPC_SERVING.search(self.stderr())
-        assert match is not None
-        self.grpc_port = int(match.group(1))
-        return self
 
 
 def _config(standin: DevServer, **sections: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@
   ``/metrics``, on the main port and on ``server.metrics_port``;
 - ``/status.json`` has the documented shape;
 - a dead backend shows as down, and a backend that never answers does not hang the page;
-- shadow agreement is read from ``tfs_gateway_shadow_requests_total`` by name, whoever declares it.
+- shadow agreement shows real copies, from ``tfs_gateway_shadow_requests_total`` and the config.
 
 The browser test (``tests/e2e_standin/test_standin_status_page.py``) covers the live refresh.
 """
@@ -20,20 +20,19 @@ import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import pytest
 from fake_backend import HANG, FakeModelServer
 from gateway_process import GatewayProcess, gateway_config
-from harness import MODEL, GatewayClient, MakeGatewayClient, base_settings
-from prometheus_client import CollectorRegistry, Counter
+from harness import MODEL, GatewayClient, MakeGatewayClient
+from prometheus_client import CollectorRegistry
 
 from gateway.config import Settings
-from gateway.pipeline import overview
 from gateway.web import status_html
 from gateway.web.app import create_app
+from gateway.web.keys import SERVICES
 
 AiohttpClient = Any
 SPLIT = {"model": MODEL, "split": [{"version": 1, "weight": 3}, {"label": "canary", "weight": 1}]}
@@ -395,39 +394,50 @@ async def test_a_backend_that_never_answers_does_not_hang_the_page(
 # --------------------------------------------------------------------------- shadows
 
 
-async def test_shadow_agreement_is_read_from_the_shadow_counter_by_name(
-    aiohttp_client: AiohttpClient, fake_backend: FakeModelServer
-) -> None:
-    registry = CollectorRegistry()
-    client = await aiohttp_client(create_app(Settings.from_mapping(base_settings(fake_backend)), registry=registry))
-    shadow = Counter(
-        "shadow_requests", "Shadow copies.", ("deployment", "arm", "result"), namespace="tfs_gateway", registry=registry
-    )
+async def test_shadow_agreement_shows_live_copies_and_their_config(make_gateway_client: MakeGatewayClient) -> None:
+    """Real copies: the fake's versions 1 and 2 of half_plus_two compute the same, so every copy agrees."""
+    shadowed = {"model": MODEL, "version": 1, "shadow": [{"version": 2, "percent": 100}]}
+    client = await make_gateway_client({"deployments": {"shadowed": shadowed}})
+    for _ in range(4):
+        await predict(client, "/model-serving/shadowed")
+    for _ in range(500):  # copies finish after the answers: wait for the fourth, one real request a round
+        (row,) = (await get_document(client))["shadows"]
+        if row["agree"] == 4:
+            break
+        await asyncio.sleep(0.02)
+    assert row == {
+        "key": "shadowed/v2",
+        "deployment": "shadowed",
+        "arm": "v2",
+        "percent": 100.0,
+        "agree": 4.0,
+        "disagree": 0.0,
+        "error": 0.0,
+        "dropped": 0.0,
+        "agreement": 1.0,
+        "agreement_window": 1.0,
+    }
+    page, _ = await get_page(client)
+    assert page.cells["shadows", "shadowed/v2", "percent"] == "100 %"
+    assert page.cells["shadows", "shadowed/v2", "agreement"] == "100.0 %"
+    assert page.cells["deployments", "shadowed", "shadow"] == "v2: 100 %"
+
+
+async def test_shadow_agreement_is_read_from_the_shadow_counter(gateway_client: GatewayClient) -> None:
+    """Every result counts: agreement is agree / (agree + disagree); errors and drops stand apart."""
+    shadow = gateway_client.server.app[SERVICES].current.metrics.shadow_requests
     for result, count in (("agree", 3), ("disagree", 1), ("error", 2), ("dropped", 5)):
         shadow.labels("my-dep", "v2", result).inc(count)
-    document = await get_document(client)
-    assert document["shadows"] == [
-        {
-            "key": "my-dep/v2",
-            "deployment": "my-dep",
-            "arm": "v2",
-            "percent": None,
-            "agree": 3.0,
-            "disagree": 1.0,
-            "error": 2.0,
-            "dropped": 5.0,
-            "agreement": 0.75,
-            "agreement_window": 0.75,
-        }
-    ]
-    page, _ = await get_page(client)
+    (row,) = (await get_document(gateway_client))["shadows"]
+    assert {key: row[key] for key in ("agree", "disagree", "error", "dropped", "agreement")} == {
+        "agree": 3.0,
+        "disagree": 1.0,
+        "error": 2.0,
+        "dropped": 5.0,
+        "agreement": 0.75,
+    }
+    assert row["percent"] is None  # seen in the metrics, not in the config
+    page, _ = await get_page(gateway_client)
     assert page.cells["shadows", "my-dep/v2", "agreement"] == "75.0 %"
     assert page.cells["shadows", "my-dep/v2", "dropped"] == "5"
-
-
-def test_shadow_arms_are_read_from_config_defensively() -> None:
-    """``deployments.<id>.shadow`` is newer than this page: arms with a ``name``, arms without, none."""
-    named = SimpleNamespace(name="v3", percent=100)
-    bare = SimpleNamespace(version=None, label="canary", model=None, percent=12.5)
-    assert overview.shadows(SimpleNamespace(shadow=[named, bare])) == [("v3", 100.0), ("label:canary", 12.5)]  # type: ignore[arg-type]
-    assert overview.shadows(SimpleNamespace()) == []  # type: ignore[arg-type]
+    assert page.cell_attrs["shadows", "my-dep/v2", "disagree"]["data-alarm"] == "true"

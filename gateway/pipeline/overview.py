@@ -96,22 +96,8 @@ def _deployment(name: str, deployment: DeploymentSettings) -> Row:
 
 
 def shadows(deployment: DeploymentSettings) -> list[tuple[str, float | None]]:
-    """(arm name, percent) of each shadow copy, read defensively: the key is newer than this page."""
-    found = getattr(deployment, "shadow", None) or ()
-    return [(_shadow_name(arm), _number(getattr(arm, "percent", None))) for arm in found]
-
-
-def _shadow_name(arm: object) -> str:
-    name = getattr(arm, "name", None)
-    if isinstance(name, str):
-        return name
-    version, label = getattr(arm, "version", None), getattr(arm, "label", None)
-    which = f"v{version}" if version is not None else f"label:{label}" if label else ""
-    return "/".join(str(part) for part in (getattr(arm, "model", None), which) if part)
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
+    """(arm name, percent copied) of each shadow arm; the name is the metric's ``arm`` label."""
+    return [(arm.name, arm.percent) for arm in deployment.shadow or ()]
 
 
 def served(settings: Settings) -> list[Servable]:

@@ -4,7 +4,7 @@
 - every config-derived string is escaped (a hostile split label through the real page, and a
   hostile deployment id through the renderer, which config validation would never let through);
 - ``auth.protect_metrics`` guards the page, its JSON and its assets exactly as it guards
-  ``/metrics``, on the main port and on ``server.metrics_port``;
+  ``/metrics`` (on ``server.metrics_port`` too: ``tests/test_claims_process.py``);
 - ``/status.json`` has the documented shape;
 - a dead backend shows as down, and a backend that never answers does not hang the page;
 - shadow agreement shows real copies, from ``tfs_gateway_shadow_requests_total`` and the config.
@@ -19,13 +19,11 @@ import html.parser
 import re
 import socket
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from fake_backend import HANG, FakeModelServer
-from gateway_process import GatewayProcess, gateway_config
 from harness import MODEL, GatewayClient, MakeGatewayClient
 from prometheus_client import CollectorRegistry
 
@@ -39,7 +37,6 @@ SPLIT = {"model": MODEL, "split": [{"version": 1, "weight": 3}, {"label": "canar
 HOSTILE = '"><script>alert(1)</script><img src=x onerror=alert(2)>&amp;'
 STATUS_PATHS = ("/status", "/status.json", "/status.js", "/status.css")
 CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=20)
-_METRICS_LINE = re.compile(r"tfs-gateway: serving metrics http://127\.0\.0\.1:(\d+) \(pid")
 
 
 # --------------------------------------------------------------------------- reading the page
@@ -222,33 +219,6 @@ async def test_protection_follows_protect_metrics(
                 assert response.status == 200, path
         async with client.get(path, headers={"X-API-Key": "status-secret"}) as response:
             assert response.status == 200, path
-
-
-def metrics_port(gw: GatewayProcess) -> int:
-    match = _METRICS_LINE.search(gw.stderr())
-    assert match is not None, gw.stderr()
-    return int(match.group(1))
-
-
-async def test_the_metrics_port_serves_the_status_page_under_the_same_protection(
-    tmp_path: Path, fake_backend: FakeModelServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("STATUS_SIDE_KEY", "side-secret")
-    auth = {"type": "api_key", "api_keys": [{"env": "STATUS_SIDE_KEY"}], "protect_metrics": True}
-    config = gateway_config(fake_backend.target, server={"metrics_port": 0}, auth=auth)
-    async with GatewayProcess(config, workdir=tmp_path) as gw:
-        await gw.wait_log("serving metrics")
-        side = f"http://127.0.0.1:{metrics_port(gw)}"
-        async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
-            for base in (side, gw.url):
-                for path in STATUS_PATHS:
-                    async with session.get(base + path) as response:
-                        assert response.status == 401, (base, path)
-                    async with session.get(base + path, headers={"X-API-Key": "side-secret"}) as response:
-                        assert response.status == 200, (base, path)
-                async with session.get(base + "/status.json", headers={"X-API-Key": "side-secret"}) as response:
-                    document = await response.json()
-                    assert [d["id"] for d in document["deployments"]] == ["my-dep"]
 
 
 # --------------------------------------------------------------------------- /status.json

@@ -174,7 +174,7 @@ TRAFFIC_DEPLOYMENTS = {
 
 def gateway_config(tmp: Path, target: str, port: int) -> Path:
     config = {
-        "server": {"host": "127.0.0.1", "port": port, "workers": 1},
+        "server": {"host": "127.0.0.1", "port": port, "workers": 1, "grpc_port": None},
         "backends": {"default": {"targets": [target]}},
         "deployments": {"small": {"model": "small", "batching": {"enabled": True}}, **TRAFFIC_DEPLOYMENTS},
     }

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 PORT=${PORT:-8501}
 GRPC_PORT=${GRPC_PORT:-8500}
+GATEWAY_GRPC_PORT=${GATEWAY_GRPC_PORT:-8001}
 LOGS=$(mktemp -d)
 
 cleanup() {
@@ -23,6 +24,7 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 
+export TFS_GATEWAY__SERVER__GRPC_PORT="$GATEWAY_GRPC_PORT"  # server.grpc_port: OIP and TF Serving gRPC
 "$PY" -m gateway --host 127.0.0.1 --port "$PORT" --backend "127.0.0.1:$GRPC_PORT" \
   --config examples/gateway.yaml >"$LOGS/access.log" 2>"$LOGS/gateway.err" &
 GATEWAY_PID=$!
@@ -35,7 +37,8 @@ done
 B="http://127.0.0.1:$PORT"
 cat <<MSG
 
-tfserving-gateway is serving on $B, in front of the ModelServer stand-in on 127.0.0.1:$GRPC_PORT.
+tfserving-gateway is serving on $B (gRPC on 127.0.0.1:$GATEWAY_GRPC_PORT), in front of the
+ModelServer stand-in on 127.0.0.1:$GRPC_PORT.
 Logs: $LOGS (access.log holds one JSON line per request). Try:
 
   curl $B/v1/models/half_plus_two
@@ -52,19 +55,19 @@ Logs: $LOGS (access.log holds one JSON line per request). Try:
 
 Example clients (examples/clients/): each sends a handwritten 5 (digit5.png; --image FILE for
 another) to mnist, a small network trained on scikit-learn's digits, and prints the digit it reads.
-TF Serving REST with requests, and TF Serving gRPC with PredictionServiceStub (to ModelServer):
+TF Serving REST with requests, and TF Serving gRPC with PredictionServiceStub (through the gateway):
 
   $PY examples/clients/rest_v1.py --url $B --model mnist
   $PY examples/clients/rest_v1.py --url $B --deployment digits
-  $PY examples/clients/tfs_grpc.py --url 127.0.0.1:$GRPC_PORT --model mnist
+  $PY examples/clients/tfs_grpc.py --url 127.0.0.1:$GATEWAY_GRPC_PORT --model mnist
 
 Open Inference Protocol (V2), for the gateway's V2 fronts: tritonclient.http (binary, then JSON),
-kserve's InferenceRESTClient, and tritonclient.grpc (gRPC on 8001):
+kserve's InferenceRESTClient, and tritonclient.grpc (the gateway's gRPC port):
 
   $PY examples/clients/v2_http.py --url 127.0.0.1:$PORT --model mnist
   $PY examples/clients/v2_http.py --url 127.0.0.1:$PORT --model mnist --json
   $PY examples/clients/v2_kserve.py --url $B --model mnist
-  $PY examples/clients/v2_grpc.py --url 127.0.0.1:8001 --model mnist
+  $PY examples/clients/v2_grpc.py --url 127.0.0.1:$GATEWAY_GRPC_PORT --model mnist
 
 Press Ctrl-C to stop.
 MSG

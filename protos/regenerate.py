@@ -4,11 +4,13 @@ Usage: python protos/regenerate.py [--out DIR]
 
 The stubs are post-processed so they can live in one process with TensorFlow:
 
-* imports point at ``gateway._pb.tensorflow...`` instead of the real
-  ``tensorflow`` / ``tensorflow_serving`` packages;
+* imports point at ``gateway._pb.tensorflow...`` (and ``gateway._pb.inference``) instead of
+  the real ``tensorflow`` / ``tensorflow_serving`` packages (or tritonclient's and kserve's
+  ``inference`` protos, which share the Open Inference Protocol's package name);
 * every file is added to the private pool in ``gateway/_pb/_pool.py`` rather
   than protobuf's default pool, where TensorFlow registers its own
-  ``tensorflow.TensorProto`` and a second definition would clash.
+  ``tensorflow.TensorProto`` and a second definition would clash (and where
+  tritonclient registers ``inference.ModelInferRequest``).
 
 Message and package names stay upstream's, so the wire format and the gRPC
 method paths (``/tensorflow.serving.PredictionService/Predict``) are identical.
@@ -33,7 +35,8 @@ PACKAGE = "gateway._pb"
 POOL_MODULE = '''"""The descriptor pool that holds every gateway proto (generated; see protos/regenerate.py).
 
 TensorFlow registers ``tensorflow.TensorProto`` and friends in protobuf's default
-pool; ours live here so both can be imported in one process, in either order.
+pool, and tritonclient and kserve register ``inference.*`` there; ours live here so
+each can be imported in one process with the gateway, in either order.
 """
 
 from google.protobuf import any_pb2, descriptor_pool, wrappers_pb2
@@ -43,8 +46,8 @@ for _well_known in (any_pb2, wrappers_pb2):
     POOL.AddSerializedFile(_well_known.DESCRIPTOR.serialized_pb)
 '''
 
-_IMPORT = re.compile(r"^(from|import) (tensorflow(?:_serving)?)\b", re.MULTILINE)
-_MODULE_NAME = re.compile(r"'((?:tensorflow|tensorflow_serving)\.[\w.]+_pb2)'")
+_IMPORT = re.compile(r"^(from|import) (tensorflow(?:_serving)?|inference)\b", re.MULTILINE)
+_MODULE_NAME = re.compile(r"'((?:tensorflow|tensorflow_serving|inference)\.[\w.]+_pb2)'")
 
 
 def _rewrite(text: str) -> str:

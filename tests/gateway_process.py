@@ -23,7 +23,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE_SECONDS = 30.0
 _SERVING = re.compile(r"tfs-gateway: serving https?://127\.0\.0\.1:(\d+) \(pid (\d+)\)")
-_SERVING_GRPC = re.compile(r"tfs-gateway: serving grpc 127\.0\.0\.1:(\d+) ")
+_GRPC_SERVING = re.compile(r"tfs-gateway: serving grpc 127\.0\.0\.1:(\d+) ")
 
 
 class GatewayProcess:
@@ -49,6 +49,10 @@ class GatewayProcess:
         self.port = 0
 
     def write_config(self, config: dict[str, Any] | str) -> None:
+        """Write the config; a mapping without ``server.grpc_port`` gets ``null``, so parallel
+        gateways never fight over the default 8001 (tests that want the port give ``0``)."""
+        if not isinstance(config, str) and "grpc_port" not in config.get("server", {}):
+            config = {**config, "server": {**config.get("server", {}), "grpc_port": None}}
         text = config if isinstance(config, str) else yaml.safe_dump(config)
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(text, encoding="utf-8")
@@ -132,14 +136,15 @@ class GatewayProcess:
 
 
 class GrpcGateway(GatewayProcess):
-    """A gateway process with ``server.grpc_port`` set; ``grpc_port`` is read back from its ``serving grpc`` line."""
+    """A gateway process whose gRPC port (give ``server.grpc_port: 0``) is read back from its
+    ``serving grpc`` line into ``grpc_port``."""
 
     grpc_port = 0
 
     async def __aenter__(self) -> GrpcGateway:
         await super().__aenter__()
-        await self.wait_for(lambda: _SERVING_GRPC.search(self.stderr()), "the gRPC port")
-        match = _SERVING_GRPC.search(self.stderr())
+        await self.wait_for(lambda: _GRPC_SERVING.search(self.stderr()), "the gRPC port")
+        match = _GRPC_SERVING.search(self.stderr())
         assert match is not None
         self.grpc_port = int(match.group(1))
         return self

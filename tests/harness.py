@@ -598,3 +598,16 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, An
         else:
             merged[key] = value
     return merged
+
+
+def requests_total(page: str, route: str, code: str) -> float:
+    """``tfs_gateway_http_requests_total`` on a metrics page, summed over the series of ``route`` and ``code``."""
+    total = 0.0
+    for line in page.splitlines():
+        if (
+            line.startswith("tfs_gateway_http_requests_total{")
+            and f'route="{route}"' in line
+            and f'code="{code}"' in line
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

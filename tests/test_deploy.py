@@ -485,7 +485,7 @@ def http_ports() -> dict[str, object]:
         "compose published port": int(compose()["services"]["gateway"]["ports"][0].split(":")[-1]),
         "compose healthcheck": compose_healthcheck_url()[0],
         "prometheus.yml target": target_ports(prometheus_job()["static_configs"][0]["targets"]),
-        "Dockerfile EXPOSE": int(dict(final_stage())["EXPOSE"].split("/")[0]),
+        "Dockerfile EXPOSE": int(dict(final_stage())["EXPOSE"].split()[0].split("/")[0]),
         "Dockerfile HEALTHCHECK": docker_healthcheck_url()[0],
     }
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import grpc
+import numpy as np
 import pytest
 import yaml
 from fake_backend import FakeModelServer
@@ -27,6 +28,7 @@ from google.protobuf.message import Message
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2
 from tensorflow_serving.apis.prediction_service_pb2_grpc import PredictionServiceStub
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 pytestmark = pytest.mark.slow
 
@@ -195,8 +197,17 @@ class Protocol:
 
 
 V2_INPUT = {"name": "x", "datatype": "FP32", "shape": [2]}
-# Adding a protocol is one row; OIP gRPC, with tritonclient's stub and a ModelInferRequest, would be
-# Protocol("grpc_v2_infer", "v2_grpc", grpc_unary(lambda c: GRPCInferenceServiceStub(c).ModelInfer, ok), ...).
+
+
+def oip_infer(model: str) -> Send:
+    """OIP's ``GRPCInferenceService/ModelInfer`` with tritonclient's own generated stub."""
+    request = service_pb2.ModelInferRequest(model_name=model)
+    request.inputs.add(name="x", datatype="FP32", shape=[2])
+    request.raw_input_contents.append(np.array([1.0, 3.0], dtype="<f4").tobytes())
+    return grpc_unary(lambda channel: service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer, request)
+
+
+# Adding a protocol is one row.
 PROTOCOLS = (
     Protocol(
         "v1_predict",
@@ -211,6 +222,7 @@ PROTOCOLS = (
         http(f"/v2/models/{MODEL}/infer", {"inputs": [{**V2_INPUT, "datatype": "INT32", "data": [1, 3]}]}),
     ),
     Protocol("grpc_tfs_predict", "tfs_grpc", tfs_predict(MODEL), tfs_predict("no-such-model")),
+    Protocol("grpc_v2_infer", "v2_grpc", oip_infer(MODEL), oip_infer("no-such-model")),
 )
 OK = (200, grpc.StatusCode.OK)
 

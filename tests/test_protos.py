@@ -6,6 +6,7 @@ import filecmp
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -177,3 +178,93 @@ def test_gateway_package_never_imports_tensorflow() -> None:
     script = "import sys, gateway.web.app, gateway.cli; assert 'tensorflow' not in sys.modules; print('ok')"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+# --------------------------------------------------------------------------- the Open Inference Protocol
+
+OIP_MESSAGES = (
+    "ServerLiveRequest",
+    "ServerLiveResponse",
+    "ServerReadyRequest",
+    "ServerReadyResponse",
+    "ModelReadyRequest",
+    "ModelReadyResponse",
+    "ServerMetadataRequest",
+    "ServerMetadataResponse",
+    "ModelMetadataRequest",
+    "ModelMetadataResponse",
+    "InferParameter",
+    "InferTensorContents",
+    "ModelInferRequest",
+    "ModelInferResponse",
+)
+
+
+def _fields(descriptor: Any) -> list[tuple[str, int, int, bool, str, str]]:
+    """Every field of a message and its nested messages: name, number, type, repeated, message type, oneof."""
+    rows = [
+        (
+            f"{descriptor.full_name}.{f.name}",
+            f.number,
+            f.type,
+            f.is_repeated,
+            f.message_type.full_name if f.message_type else "",
+            f.containing_oneof.name if f.containing_oneof else "",
+        )
+        for f in descriptor.fields
+    ]
+    for nested in descriptor.nested_types:
+        rows += _fields(nested)
+    return rows
+
+
+@pytest.mark.parametrize("name", OIP_MESSAGES)
+def test_oip_messages_are_tritonclients_on_the_wire(name: str) -> None:
+    from tritonclient.grpc import service_pb2 as triton
+
+    from gateway._pb.inference import open_inference_grpc_pb2 as ours
+
+    theirs = triton.DESCRIPTOR.message_types_by_name[name]
+    mine = ours.DESCRIPTOR.message_types_by_name[name]
+    assert _fields(mine) == _fields(theirs)
+
+
+def test_oip_service_methods_are_a_subset_of_tritons() -> None:
+    from tritonclient.grpc import service_pb2 as triton
+
+    from gateway._pb.inference import open_inference_grpc_pb2 as ours
+
+    theirs = {
+        m.name: (m.input_type.full_name, m.output_type.full_name)
+        for m in triton.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods
+    }
+    mine = {
+        m.name: (m.input_type.full_name, m.output_type.full_name)
+        for m in ours.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods
+    }
+    assert mine == {name: theirs[name] for name in mine}
+    assert sorted(mine) == ["ModelInfer", "ModelMetadata", "ModelReady", "ServerLive", "ServerMetadata", "ServerReady"]
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        "import gateway.grpcfront.server; import tritonclient.grpc",
+        "import tritonclient.grpc; import gateway.grpcfront.server",
+    ],
+)
+def test_gateway_shares_a_process_with_tritonclient_grpc(order: str) -> None:
+    script = f"""{order}
+from gateway._pb.inference import open_inference_grpc_pb2 as ours
+from tritonclient.grpc import service_pb2 as theirs
+r = ours.ModelInferRequest(model_name='m', id='7')
+r.inputs.add(name='x', datatype='FP32', shape=[2])
+r.raw_input_contents.append(b'\\0' * 8)
+t = theirs.ModelInferRequest.FromString(r.SerializeToString())
+assert (t.model_name, t.id, list(t.inputs[0].shape), len(t.raw_input_contents[0])) == ('m', '7', [2], 8)
+assert ours.ModelInferRequest.DESCRIPTOR.file.pool is not theirs.ModelInferRequest.DESCRIPTOR.file.pool
+print('ok')
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")

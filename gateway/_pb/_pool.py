@@ -1,7 +1,8 @@
 """The descriptor pool that holds every gateway proto (generated; see protos/regenerate.py).
 
 TensorFlow registers ``tensorflow.TensorProto`` and friends in protobuf's default
-pool; ours live here so both can be imported in one process, in either order.
+pool, and tritonclient and kserve register ``inference.*`` there; ours live here so
+each can be imported in one process with the gateway, in either order.
 """
 
 from google.protobuf import any_pb2, descriptor_pool, wrappers_pb2

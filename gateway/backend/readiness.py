@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from gateway._pb.tensorflow_serving.apis import get_model_status_pb2
@@ -123,12 +123,22 @@ class Health:
     draining: bool = False
     backends: dict[str, Check] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Called after a probe's verdict changes (the gRPC health service streams it to watchers).
+    listeners: list[Callable[[], None]] = field(default_factory=list)
 
     def checks(self) -> dict[str, Check]:
         draining = Check(False, "shutting down") if self.draining else Check(True)
         if not self._tasks:
             return {"draining": draining, "backends": NO_PROBES}
         return {"draining": draining, **{f"backend:{name}": check for name, check in self.backends.items()}}
+
+    def failed(self, backend: str | None = None) -> dict[str, Check]:
+        """The checks that fail: every one (``/readyz``'s predicate), or, for one backend, its
+        own and draining (a deployment's readiness, OIP §9). Empty when ready."""
+        checks = self.checks()
+        if backend is not None:
+            checks = {name: check for name, check in checks.items() if name in ("draining", f"backend:{backend}")}
+        return {name: check for name, check in checks.items() if not check.ok}
 
     def watch(self, backends: Mapping[str, Backend], settings: Settings, metrics: Metrics) -> None:
         """Probe ``backends`` from now on (after a reload, the new generation's)."""
@@ -149,10 +159,14 @@ class Health:
             await asyncio.sleep(check.interval_seconds)
 
     def _record(self, name: str, result: Check, metrics: Metrics) -> None:
-        if result != self.backends.get(name):
+        changed = result != self.backends.get(name)
+        if changed:
             log.log(logging.INFO if result.ok else logging.WARNING, "backend %s: %s", name, result.reason or "up")
         self.backends[name] = result
         metrics.backend_up.labels(name).set(1 if result.ok else 0)
+        if changed:
+            for listener in self.listeners:
+                listener()
 
     def _cancel(self) -> None:
         for task in self._tasks:

@@ -541,6 +541,20 @@ def encode_infer(
     return Reply(b"".join([header, *segments]), len(header))
 
 
+def raw_outputs(
+    request: InferRequest, arrays: Mapping[str, npt.NDArray[Any]]
+) -> list[tuple[str, str, tuple[int, ...], bytes | memoryview]]:
+    """Each output as (name, datatype, shape, raw segment), in ``encode_infer``'s order: what the
+    gRPC front puts in ``raw_output_contents`` (OIP §8), typed and framed as binary REST outputs are."""
+    selected = ((name, arrays.get(name)) for name in request.output_filter or sorted(arrays))
+    return [
+        (name, datatype, array.shape, _raw_output(array, datatype))
+        for name, array in selected
+        if array is not None
+        for datatype in (_output_datatype(array, name),)
+    ]
+
+
 def _output_datatype(array: npt.NDArray[Any], name: str) -> str:
     if array.dtype == object:
         return "BYTES"

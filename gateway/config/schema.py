@@ -131,8 +131,9 @@ class ServerSettings(_Section):
     host: str = "0.0.0.0"
     port: int = _ruled(8501, ge=0, le=65535)  # 0 picks a free port (tests)
     metrics_port: int | None = _ruled(None, ge=0, le=65535)
-    # TF Serving's own gRPC API, passed through (gateway.grpcfront); null: no gRPC port.
-    grpc_port: int | None = _ruled(None, ge=0, le=65535)
+    # The gRPC port (gateway.grpcfront): OIP's GRPCInferenceService, TF Serving's API, health,
+    # reflection; 8001 as Triton and KServe (OIP §8); null: no gRPC port.
+    grpc_port: int | None = _ruled(8001, ge=0, le=65535)
     workers: int = _ruled(1, ge=1)
     shutdown_grace_seconds: float = _ruled(25.0, ge=0)
     loop_stall_warning_seconds: float = _ruled(0.25, gt=0)

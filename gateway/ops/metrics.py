@@ -59,6 +59,11 @@ API_ROUTES = (
         f"grpc_tfs_{kind}"
         for kind in ("status", "metadata", "predict", "classify", "regress")
     )
+    + tuple(
+        # The Open Inference Protocol's gRPC service on server.grpc_port (gateway.grpcfront.oip).
+        f"grpc_v2_{kind}"
+        for kind in ("live", "ready", "server_metadata", "model_ready", "model_metadata", "infer")
+    )
 )
 ROUTES = (*API_ROUTES, "healthz", "readyz", "metrics", "unmatched")
 ROUTES += ("status_page", "status_json", "status_asset")  # /status, /status.json, its script and CSS

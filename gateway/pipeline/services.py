@@ -21,6 +21,7 @@ from gateway.codec import predict as codec
 from gateway.codec.messages import Signatures
 from gateway.config import Settings
 from gateway.errors import BackendError
+from gateway.ops import accesslog
 from gateway.ops.metrics import Metrics
 from gateway.pipeline.batching import Batcher
 from gateway.pipeline.shadow import Shadows
@@ -49,6 +50,34 @@ class RequestInfo:
     def bound(self, binding: Binding) -> None:
         self.model, self.version, self.label = binding.name, binding.version, binding.label
         self.backend, self.arm = binding.backend, binding.arm
+
+    @property
+    def version_text(self) -> str:
+        """The version the request named, for the access log: a number, ``label:<l>``, or "" (latest)."""
+        if self.version is not None:
+            return str(self.version)
+        return f"label:{self.label}" if self.label is not None else ""
+
+    def access_record(
+        self, method: str, path: str, status: int, elapsed: float, bytes_in: int, bytes_out: int
+    ) -> dict[str, object]:
+        """This request's access-log document (``gateway.ops.accesslog``), for REST and gRPC alike."""
+        return accesslog.record(
+            request_id=self.request_id,
+            method=method,
+            path=path,
+            route=self.route,
+            model=self.model,
+            version=self.version_text,
+            arm=self.arm,
+            status=status,
+            duration_seconds=elapsed,
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+            backend=self.backend,
+            grpc_code=self.grpc_code,
+            reason=self.extra.get("reason"),
+        )
 
 
 @dataclass(slots=True)
@@ -102,6 +131,17 @@ class Services:
                 shot.settle(reply)
         info.grpc_code = "OK"
         return reply
+
+    def observe(self, info: RequestInfo, code: int, elapsed: float, bytes_in: int, bytes_out: int) -> None:
+        """One answered request in the ``http_*`` series (REST and gRPC alike; ``code`` an HTTP status)."""
+        metrics = self.metrics
+        model = metrics.model_label(info.model)
+        version = metrics.version_label(model, info.version, info.label) if model else ""
+        series = metrics.http_children(info.route, model, version, info.verb, str(code), info.arm)
+        series.requests.inc()
+        series.latency.observe(elapsed)
+        series.request_size.observe(bytes_in)
+        series.response_size.observe(bytes_out)
 
     async def metadata(self, binding: Binding, info: RequestInfo) -> messages.MetadataReply:
         return await self.call(binding, METADATA, messages.metadata_request(binding.model_spec()), info)

@@ -90,13 +90,15 @@ async def serve(settings: Settings, reload: Reload | None, *, reuse_port: bool =
                 await _start(side, server.host, server.metrics_port or 0, reuse_port, tls)
                 announce(f"serving metrics {_urls(side, tls)}")
             if server.grpc_port is not None:
-                grpc_server = await GrpcServer.start(app[SERVICES], server, server.grpc_port, reuse_port=reuse_port)
+                grpc_server = await GrpcServer.start(
+                    app[SERVICES], app[HEALTH], server, server.grpc_port, reuse_port=reuse_port
+                )
                 announce(f"serving grpc {server.host}:{grpc_server.port}")
             stop = asyncio.Event()
             guards.enter_context(_install_signals(app, stop, reload))
             await stop.wait()
             if grpc_server is not None:
-                grpc_server.begin_stop(server.shutdown_grace_seconds)
+                await grpc_server.begin_stop(server.shutdown_grace_seconds)
             await drain(app, runner)
         finally:
             if grpc_server is not None:

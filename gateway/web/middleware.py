@@ -153,16 +153,8 @@ def error_response(exc: GatewayError, request: web.Request) -> web.Response:
 def observe(
     request: web.Request, services: Services, info: RequestInfo, response: web.StreamResponse, elapsed: float
 ) -> None:
-    metrics = services.metrics
-    model = metrics.model_label(info.model)
-    version = metrics.version_label(model, info.version, info.label) if model else ""
-    code = str(response.status)
     bytes_in, bytes_out = request.content_length or 0, _bytes_out(response)
-    series = metrics.http_children(info.route, model, version, info.verb, code, info.arm)
-    series.requests.inc()
-    series.latency.observe(elapsed)
-    series.request_size.observe(bytes_in)
-    series.response_size.observe(bytes_out)
+    services.observe(info, response.status, elapsed, bytes_in, bytes_out)
     if services.settings.server.access_log:
         write_access_line(request, info, response, elapsed, bytes_in, bytes_out)
 
@@ -176,30 +168,7 @@ def write_access_line(
     bytes_out: int,
 ) -> None:
     """The request's access-log line (``gateway.ops.accesslog``)."""
-    accesslog.write(
-        accesslog.record(
-            request_id=info.request_id,
-            method=request.method,
-            path=request.path,
-            route=info.route,
-            model=info.model,
-            version=_version_text(info),
-            arm=info.arm,
-            status=response.status,
-            duration_seconds=elapsed,
-            bytes_in=bytes_in,
-            bytes_out=bytes_out,
-            backend=info.backend,
-            grpc_code=info.grpc_code,
-            reason=info.extra.get("reason"),
-        )
-    )
-
-
-def _version_text(info: RequestInfo) -> str:
-    if info.version is not None:
-        return str(info.version)
-    return f"label:{info.label}" if info.label is not None else ""
+    accesslog.write(info.access_record(request.method, request.path, response.status, elapsed, bytes_in, bytes_out))
 
 
 def _bytes_out(response: web.StreamResponse) -> int:

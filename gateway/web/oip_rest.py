@@ -59,10 +59,7 @@ async def server_metadata(request: web.Request, services: Services) -> web.Respo
 
 def _check_ready(request: web.Request, backend: str | None) -> None:
     """503 unless the gateway is ready: every check, or (for a deployment) its backend's and draining."""
-    checks = request.app[HEALTH].checks()
-    if backend is not None:
-        checks = {name: check for name, check in checks.items() if name in ("draining", f"backend:{backend}")}
-    failed = {name: check.to_json() for name, check in checks.items() if not check.ok}
+    failed = {name: check.to_json() for name, check in request.app[HEALTH].failed(backend).items()}
     if failed:
         raise NotReady("The server is not ready", details={"checks": failed})
 

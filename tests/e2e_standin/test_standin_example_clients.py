@@ -2,9 +2,9 @@
 
 - rest_v1.py (requests) goes through the gateway's REST v1 front to the stand-in;
 - tfs_grpc.py (tensorflow-serving-api's PredictionServiceStub) goes straight to the stand-in's
-  gRPC port, as the gateway has no gRPC front yet;
-- the Open Inference Protocol clients (tritonclient.http, tritonclient.grpc, kserve) need the
-  gateway's V2 fronts to answer; until then each must at least start and print its usage.
+  gRPC port;
+- v2_grpc.py (tritonclient.grpc) and tfs_grpc.py go through the gateway's gRPC port;
+- every client starts and prints its usage.
 
 Each answer is checked against TensorFlow's own reading of the same image.
 """
@@ -15,8 +15,10 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +26,7 @@ from devserver.testing import REPO_ROOT, DevServer
 from examples.clients import common
 
 from .conftest import Client, tf_outputs, version_dir
+from .test_standin_oip_grpc import gateway_settings, start_gateway
 
 CLIENTS = REPO_ROOT / "examples" / "clients"
 ALL_CLIENTS = ("rest_v1", "tfs_grpc", "v2_http", "v2_grpc", "v2_kserve")
@@ -97,6 +100,32 @@ async def test_tfs_grpc_client_prints_the_status(standin: DevServer) -> None:
     run = await run_client("tfs_grpc", "--url", standin.address, "--model", "no_such_model")
     assert run.status == 1 and run.stdout == "", run
     assert run.stderr.endswith("NOT_FOUND: Servable not found for request: Latest(no_such_model)\n"), run.stderr
+
+
+@pytest.fixture
+async def grpc_port(standin: DevServer, aiohttp_server: Callable[..., Any]) -> AsyncIterator[int]:
+    """The gateway's gRPC port in front of the stand-in (with its REST app, as the process runs them)."""
+    _rest, server = await start_gateway(gateway_settings(standin.address), aiohttp_server)
+    try:
+        yield server.port
+    finally:
+        await server.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["v2_grpc", "tfs_grpc"])
+async def test_grpc_clients_print_the_digit_through_the_gateway(
+    grpc_port: int, standin_models: Path, name: str
+) -> None:
+    run = await run_client(name, "--url", f"127.0.0.1:{grpc_port}", "--model", "mnist")
+    assert (run.status, run.stdout) == (0, expected_line(standin_models) + "\n"), run.stderr
+
+
+@pytest.mark.slow
+async def test_v2_grpc_client_prints_the_gateways_error(grpc_port: int) -> None:
+    run = await run_client("v2_grpc", "--url", f"127.0.0.1:{grpc_port}", "--model", "no_such_model")
+    assert run.status == 1 and run.stdout == "", run
+    assert run.stderr == "Servable not found for request: Latest(no_such_model)\n", run.stderr
 
 
 @pytest.mark.parametrize("name", ALL_CLIENTS)

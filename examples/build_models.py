@@ -13,7 +13,7 @@ Models (see ``examples/models.config``):
                  trained here, in about a second, on scikit-learn's handwritten digits laid out
                  as MNIST (see examples/digits.py); it reads real handwriting
   dtypes         one input and one output per Open Inference Protocol datatype: BOOL, INT8,
-                 UINT8, INT64, FP16, FP64 and BYTES (see Dtypes)
+                 UINT8, INT16, UINT16, INT32, INT64, FP16, BF16, FP32, FP64 and BYTES (see DTYPES)
 """
 
 from __future__ import annotations
@@ -244,11 +244,19 @@ DTYPES = {
     "bool": tf.bool,
     "int8": tf.int8,
     "uint8": tf.uint8,
+    "int16": tf.int16,
+    "uint16": tf.uint16,
+    "int32": tf.int32,
     "int64": tf.int64,
     "fp16": tf.float16,
+    "bf16": tf.bfloat16,
+    "fp32": tf.float32,
     "fp64": tf.float64,
     "bytes": tf.string,
 }
+# The dtypes TF Serving's REST JSON cannot write (DT_HALF, DT_BFLOAT16, DT_UINT16): any request
+# whose signature takes or returns one fails there, so signature tf_serving_json leaves them out.
+NOT_TF_SERVING_JSON = ("fp16", "bf16", "uint16")
 
 
 def _dtype_output(alias: str, value: tf.Tensor) -> tf.Tensor:
@@ -274,17 +282,26 @@ def _dtype_function(aliases: list[str]) -> tf.types.experimental.ConcreteFunctio
     return tf.function(compute, input_signature=specs).get_concrete_function()
 
 
-def build_dtypes() -> Built:
-    """serving_default carries every datatype; without_fp16 is what TF Serving's JSON can carry.
+@tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+def _narrow(x: tf.Tensor) -> dict[str, tf.Tensor]:
+    """A float32 in, cast to each dtype TF Serving's JSON cannot write: its outputs alone fail there."""
+    return {alias: tf.cast(x, DTYPES[alias]) for alias in NOT_TF_SERVING_JSON}
 
-    TF Serving's REST API (and so the v1 front) cannot write DT_HALF, which would fail any
-    request to serving_default there; ``without_fp16`` and ``fp16`` split it for v1 tests.
+
+def build_dtypes() -> Built:
+    """serving_default carries every datatype; tf_serving_json what TF Serving's JSON can carry.
+
+    TF Serving's REST API (and so the v1 front) cannot read or write DT_HALF, DT_BFLOAT16 or
+    DT_UINT16, which fails any request to serving_default there: ``tf_serving_json`` takes the
+    others, ``fp16`` takes fp16 alone (an input v1 refuses), and ``narrow`` returns the three
+    from a float32 input (outputs v1 refuses).
     """
     everything = list(DTYPES)
     signatures = {
         "serving_default": _dtype_function(everything),
-        "without_fp16": _dtype_function([alias for alias in everything if alias != "fp16"]),
+        "tf_serving_json": _dtype_function([alias for alias in everything if alias not in NOT_TF_SERVING_JSON]),
         "fp16": _dtype_function(["fp16"]),
+        "narrow": _narrow.get_concrete_function(),
     }
     return tf.Module(), signatures, {}
 

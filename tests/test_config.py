@@ -62,6 +62,12 @@ def test_config_yaml_mentions_every_per_target_key(cls: type[Any]) -> None:
         assert f"{f.name}:" in text, f.name
 
 
+def test_a_deployment_names_its_default_signature() -> None:
+    settings = build({"deployments": {"d": {"model": "m", "signature_name": "predict images"}, "e": {"model": "m"}}})
+    assert settings.deployments["d"].signature_name == "predict images"
+    assert settings.deployments["e"].signature_name is None
+
+
 def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -172,6 +178,9 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"deployments": {"d": {"model": "m", "version": 1, "label": "stable"}}}, "deployments.d"),
     ({"deployments": {"d": {"model": "m", "backend": "nope"}}}, "deployments.d.backend"),
     ({"deployments": {"d": {"model": "m", "version": -1}}}, "deployments.d.version"),
+    ({"deployments": {"d": {"model": "m", "signature_name": ""}}}, "deployments.d.signature_name"),
+    ({"deployments": {"d": {"model": "m", "signature_name": "a\nb"}}}, "deployments.d.signature_name"),
+    ({"deployments": {"d": {"model": "m", "signature_name": 3}}}, "deployments.d.signature_name"),
     ({"deployments": {"d": {"model": "m", "version": "1"}}}, "deployments.d.version"),
     ({"deployments": {"d": {"model": "m", "modle": "m"}}}, "deployments.d.modle"),
     ({"deployments": {"d/x": {"model": "m"}}}, "deployments.d/x"),

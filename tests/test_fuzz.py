@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -481,15 +483,20 @@ def test_codec_only_raises_client_errors(request: tuple[str, Any]) -> None:
         signal.signal(signal.SIGALRM, previous)
 
 
-def test_atheris_parser_target(tmp_path: Path) -> None:
-    """A brief coverage-guided run over the committed corpus (new inputs go to tmp_path)."""
+@pytest.mark.parametrize(
+    ("target", "corpus", "runs"),
+    [("fuzz_request.py", "corpus", 1500), ("fuzz_oip_binary.py", "corpus_oip", 3000)],
+    ids=["parser", "oip_binary"],
+)
+def test_atheris_target(tmp_path: Path, target: str, corpus: str, runs: int) -> None:
+    """A brief coverage-guided run of each target over its committed corpus (new inputs go to tmp_path)."""
     result = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "fuzz" / "fuzz_request.py"),
+            str(ROOT / "fuzz" / target),
             str(tmp_path),
-            str(ROOT / "fuzz" / "corpus"),
-            "-atheris_runs=1500",
+            str(ROOT / "fuzz" / corpus),
+            f"-atheris_runs={runs}",
             "-timeout=30",  # instrumented code runs ~10x slower; a real stall takes hours
             "-seed=1",  # the same mutations every CI run
             f"-artifact_prefix={tmp_path}/",
@@ -500,4 +507,102 @@ def test_atheris_parser_target(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Done 1500" in result.stderr
+    assert f"Done {runs}" in result.stderr
+
+
+# --------------------------------------------------------------------------- the OIP binary framing, over HTTP
+
+# Signatures of the fake's ``types`` model (input ``x``) by the OIP datatype they take, and ``multi``.
+OIP_TYPES = {"float": "FP32", "string": "BYTES", "bool": "BOOL", "int64": "INT64", "half": "FP16", "uint16": "UINT16"}
+OIP_ITEM_BYTES = {"FP32": 4, "BOOL": 1, "INT64": 8, "FP16": 2, "UINT16": 2}
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
+
+@st.composite
+def oip_binary_requests(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
+    """A V2 infer request whose binary framing goes wrong in one or more of the ways issue 11 lists.
+
+    Header length past the body, zero, off by a few or not a number; binary_data_size negative, huge,
+    non-integer or not summing to the body; BYTES length prefixes truncated or lying; shapes whose
+    dims multiply past int64 (zero elements included); duplicate input names; trailing bytes.
+    """
+    if draw(st.booleans()):
+        signature = draw(st.sampled_from(sorted(OIP_TYPES)))
+        path, names, params = "/v2/models/types/infer", ["x"], {"signature_name": signature}
+        datatypes = [OIP_TYPES[signature]]
+    else:
+        path, names, params, datatypes = "/v2/models/multi/infer", ["alpha", "beta"], {}, ["FP32", "FP32"]
+    if draw(st.integers(0, 5)) == 0:
+        names = [*names, names[0]]  # a duplicate name
+        datatypes = [*datatypes, datatypes[0]]
+    entries, segments = [], []
+    for name, datatype in zip(names, datatypes, strict=True):
+        shape = draw(
+            st.one_of(
+                st.lists(st.integers(0, 3), min_size=1, max_size=2),
+                st.sampled_from([[0, 2**62, 4], [2**40, 2**40, 0], [2**63 - 1], [0, 2**63 - 1], [-1], [2**64]]),
+            )
+        )
+        count = math.prod(shape) if all(0 <= d < 2**20 for d in shape) else 0
+        if datatype == "BYTES":
+            values = [draw(st.binary(max_size=5)) for _ in range(count)]
+            segment = b"".join(
+                struct.pack("<I", len(v) + draw(st.sampled_from([0, 0, 0, 1, 2**32 - 1 - len(v)]))) + v for v in values
+            )
+            if draw(st.integers(0, 4)) == 0:
+                segment = segment[: draw(st.integers(0, max(len(segment) - 1, 0)))]  # a truncated prefix
+        else:
+            segment = draw(
+                st.binary(min_size=count * OIP_ITEM_BYTES[datatype], max_size=count * OIP_ITEM_BYTES[datatype])
+            )
+            if datatype == "BOOL":
+                segment = bytes(b & draw(st.sampled_from([1, 1, 0xFF])) for b in segment)
+        size = draw(st.one_of(st.just(len(segment)), st.sampled_from([-1, len(segment) + 3, 2**64, 1.5, "8", None])))
+        entry: dict[str, Any] = {
+            "name": name,
+            "datatype": datatype,
+            "shape": shape,
+            "parameters": {"binary_data_size": size},
+        }
+        entries.append(entry)
+        segments.append(segment)
+    header = json.dumps({"inputs": entries, "parameters": params}).encode()
+    body = header + b"".join(segments) + draw(st.sampled_from([b"", b"", b"\0", b"xyz"]))
+    length = draw(
+        st.one_of(
+            st.just(str(len(header))),
+            st.sampled_from(["0", str(len(body) + 1), "-1", "1e3", "12 ", "99999999999999999999", "+5"]),
+            st.integers(-3, 3).map(lambda k: str(len(header) + k)),
+        )
+    )
+    return path, body, {HEADER_LENGTH: length, "Content-Type": "application/octet-stream"}
+
+
+def oip_problems(status: int, headers: Any, content: bytes) -> list[str]:
+    """A V2 answer is a 2xx whose framing adds up, or a 4xx envelope; never a 5xx (501 only as the envelope)."""
+    if status >= 500 and status != 501:
+        return [f"status {status}"]
+    if status >= 300:
+        try:
+            doc = json.loads(content)
+        except ValueError:
+            return [f"status {status} with a body that is not JSON"]
+        return [] if isinstance(doc, dict) and next(iter(doc), None) == "error" else [f"{status} without the envelope"]
+    length = int(headers.get(HEADER_LENGTH, len(content)))
+    doc = json.loads(content[:length])
+    sizes = [o["parameters"]["binary_data_size"] for o in doc["outputs"] if "parameters" in o]
+    return [] if length + sum(sizes) == len(content) else ["reply segments do not add up"]
+
+
+@fuzz_settings(120)
+@given(request=oip_binary_requests())
+def test_hostile_oip_binary_framing(stack: Stack, request: tuple[str, bytes, dict[str, str]]) -> None:
+    path, body, headers = request
+    try:
+        resp = requests.post(stack.url + path, data=body, headers=headers, timeout=REQUEST_TIMEOUT)
+    except requests.RequestException as exc:
+        tail = stack.restart_gateway()
+        raise AssertionError(f"POST {path} ({len(body)} bytes): no answer: {exc!r}\ngateway stderr:\n{tail}") from exc
+    problems = oip_problems(resp.status_code, resp.headers, resp.content)
+    assert not problems, f"POST {path} {headers}: {problems}: {resp.content[:500]!r}"
+    assert_healthy(stack)

@@ -265,3 +265,84 @@ def test_arbitrary_bytes_and_header_values_only_ever_refuse_with_a_4xx(body: byt
     with pytest.raises(GatewayError) as caught:
         decode(body, oip.header_length(length), SEGMENT_SIG)
     assert 400 <= caught.value.http_status < 500
+
+
+# --------------------------------------------------------------------------- 16-bit outputs, shapes past numpy
+
+
+def _from_tf(array: np.ndarray, typed_fields: bool) -> Any:
+    """TensorFlow's own TensorProto for ``array`` (typed half_val / int_val, or tensor_content), as ours."""
+    from gateway._pb.tensorflow.core.framework import tensor_pb2
+
+    proto = tf.make_tensor_proto(array)
+    if not typed_fields and not proto.tensor_content:  # TF writes uint16 as int_val whatever its size
+        proto.ClearField("int_val")
+        proto.tensor_content = array.tobytes()
+    if typed_fields and proto.tensor_content:
+        flat = array.reshape(-1)
+        proto.ClearField("tensor_content")
+        if array.dtype == np.uint16:
+            proto.int_val.extend(int(v) for v in flat)
+        else:  # half and bfloat16: the 16-bit patterns, one per int32, as ModelServer writes them
+            proto.half_val.extend(int(v) for v in flat.view(np.uint16))
+    return tensor_pb2.TensorProto.FromString(proto.SerializeToString())
+
+
+SIXTEEN_BIT = {
+    "FP16": np.array([[1.5, -np.inf], [np.nan, 65504]], dtype=np.float16),
+    "BF16": np.array([[1.5, -np.inf], [np.nan, 3e38]], dtype=tf.bfloat16.as_numpy_dtype),
+    "UINT16": np.array([[0, 1], [2, 65535]], dtype=np.uint16),
+}
+
+
+@pytest.mark.parametrize("typed_fields", [True, False], ids=["typed", "tensor_content"])
+@pytest.mark.parametrize("datatype", sorted(SIXTEEN_BIT))
+def test_16_bit_outputs_decode_as_tensorflow_reads_them(datatype: str, typed_fields: bool) -> None:
+    from gateway.codec import tensors
+
+    array = SIXTEEN_BIT[datatype]
+    proto = _from_tf(array, typed_fields)
+    assert bool(proto.tensor_content) is not typed_fields
+    got = tensors.from_proto(proto)
+    assert got.dtype == array.dtype and got.shape == array.shape
+    assert got.tobytes() == array.tobytes()  # bit for bit, NaN included
+    reply = oip.encode_infer(oip.InferRequest(None, "", True, [], None), "m", None, {"y": got})
+    header = json.loads(reply.body[: reply.header_length])
+    assert header["outputs"] == [
+        {"name": "y", "datatype": datatype, "shape": [2, 2], "parameters": {"binary_data_size": 8}}
+    ]
+    assert reply.body[reply.header_length :] == array.tobytes()  # little-endian, straight through
+
+
+def test_bf16_outputs_are_binary_even_when_json_is_asked_for() -> None:
+    array = SIXTEEN_BIT["BF16"]
+    request = oip.InferRequest(None, "", False, [], [oip.Output("y", False), oip.Output("z", False)])
+    request.output_filter = ("y", "z")
+    reply = oip.encode_infer(request, "m", None, {"y": array, "z": SIXTEEN_BIT["FP16"]})
+    assert reply.header_length is not None
+    outputs = json.loads(reply.body[: reply.header_length])["outputs"]
+    assert outputs[0]["parameters"] == {"binary_data_size": 8}
+    assert outputs[1]["data"] == [1.5, "-Infinity", "NaN", 65504.0]
+
+
+def test_v1_refuses_16_bit_outputs_as_tf_serving_does_unless_empty() -> None:
+    from gateway.codec import predict as codec
+
+    for array, name in (
+        (SIXTEEN_BIT["FP16"], "half"),
+        (SIXTEEN_BIT["BF16"], "bfloat16"),
+        (SIXTEEN_BIT["UINT16"], "uint16"),
+    ):
+        with pytest.raises(InvalidArgument, match=f"^Failed to write JSON value for tensor type: {name}$"):
+            codec.encode_outputs({"y": array}, "columnar")
+        assert codec.encode_outputs({"y": array[:0]}, "columnar") == b'{"outputs":[]}'
+
+
+@pytest.mark.parametrize("shape", [[0, 2**62, 4], [2**40, 2**40, 0], [0, 2**63 - 1], [2**61]])
+@pytest.mark.parametrize("binary", [True, False])
+def test_shapes_past_numpys_range_are_a_400_even_when_empty(shape: list[int], binary: bool) -> None:
+    entry: dict[str, Any] = {"name": "x", "datatype": "FP32", "shape": shape}
+    entry.update({"parameters": {"binary_data_size": 0}} if binary else {"data": []})
+    body = json.dumps({"inputs": [entry]}).encode()
+    with pytest.raises(InvalidArgument, match="spans more than 2"):
+        decode(body, len(body) if binary else None, signature({"x": (types_pb2.DT_FLOAT, None)}))

@@ -44,9 +44,9 @@ import orjson
 from gateway._pb.tensorflow.core.framework import types_pb2
 from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
 from gateway._pb.tensorflow_serving.apis import get_model_status_pb2
-from gateway.codec import jsonio
+from gateway.codec import jsonio, tensors
 from gateway.codec.predict import DEFAULT_SIGNATURE, Limits, Tensor
-from gateway.codec.tensors import SUPPORTED, DType
+from gateway.codec.tensors import CARRIED, DType, of_array
 from gateway.errors import BinaryFraming, InvalidArgument, OutputNotUtf8, Unimplemented
 
 PLATFORM = "tensorflow_savedmodel"
@@ -54,36 +54,30 @@ EXTENSIONS = ("binary_tensor_data",)
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
-def _int(enum: int, name: str, np_type: type[np.generic], field_name: str) -> DType:
-    info = np.iinfo(np_type)  # type: ignore[type-var]
-    return DType(enum, name, np.dtype(np_type).newbyteorder("<"), field_name, int(info.min), int(info.max))
-
-
-_HALF = DType(types_pb2.DT_HALF, "half", np.dtype("<f2"), "half_val")
-_UINT16 = _int(types_pb2.DT_UINT16, "uint16", np.uint16, "int_val")
-
-# OIP datatype -> how the tensor travels to ModelServer (OIP §4). BF16 has no numpy type here:
-# it is refused (501) rather than guessed.
+# OIP datatype -> how the tensor travels to ModelServer (OIP §4).
 DATATYPES: dict[str, DType] = {
-    "BOOL": SUPPORTED[types_pb2.DT_BOOL],
-    "UINT8": SUPPORTED[types_pb2.DT_UINT8],
-    "UINT16": _UINT16,
-    "UINT32": SUPPORTED[types_pb2.DT_UINT32],
-    "UINT64": SUPPORTED[types_pb2.DT_UINT64],
-    "INT8": SUPPORTED[types_pb2.DT_INT8],
-    "INT16": SUPPORTED[types_pb2.DT_INT16],
-    "INT32": SUPPORTED[types_pb2.DT_INT32],
-    "INT64": SUPPORTED[types_pb2.DT_INT64],
-    "FP16": _HALF,
-    "FP32": SUPPORTED[types_pb2.DT_FLOAT],
-    "FP64": SUPPORTED[types_pb2.DT_DOUBLE],
-    "BYTES": SUPPORTED[types_pb2.DT_STRING],
+    "BOOL": CARRIED[types_pb2.DT_BOOL],
+    "UINT8": CARRIED[types_pb2.DT_UINT8],
+    "UINT16": CARRIED[types_pb2.DT_UINT16],
+    "UINT32": CARRIED[types_pb2.DT_UINT32],
+    "UINT64": CARRIED[types_pb2.DT_UINT64],
+    "INT8": CARRIED[types_pb2.DT_INT8],
+    "INT16": CARRIED[types_pb2.DT_INT16],
+    "INT32": CARRIED[types_pb2.DT_INT32],
+    "INT64": CARRIED[types_pb2.DT_INT64],
+    "FP16": CARRIED[types_pb2.DT_HALF],
+    "BF16": CARRIED[types_pb2.DT_BFLOAT16],
+    "FP32": CARRIED[types_pb2.DT_FLOAT],
+    "FP64": CARRIED[types_pb2.DT_DOUBLE],
+    "BYTES": CARRIED[types_pb2.DT_STRING],
 }
 _BY_ENUM: dict[int, str] = {dtype.enum: name for name, dtype in DATATYPES.items()}
-_BY_ENUM[types_pb2.DT_BFLOAT16] = "BF16"
-KNOWN_DATATYPES = frozenset({*DATATYPES, "BF16"})
+KNOWN_DATATYPES = frozenset(DATATYPES)
 _NON_FINITE_OUT = {b"NaN": b'"NaN"', b"Infinity": b'"Infinity"', b"-Infinity": b'"-Infinity"'}
 _LENGTH = struct.Struct("<I")
+# The largest product of a shape's non-zero dims: int64 elements of 8 bytes stay addressable,
+# within TF's own int64 element count.
+MAX_SHAPE_PRODUCT = (1 << 60) - 1
 _DEFAULT_LIMITS = Limits()
 
 
@@ -189,7 +183,20 @@ def _input(entry: Any, index: int) -> Input:
         raise InvalidArgument(f"input '{name}': unknown datatype {datatype[:32]!r}", details={"input": name})
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise InvalidArgument(f"input '{name}' needs a 'shape' of integers >= 0", details={"input": name})
+    _check_span(name, shape)
     return Input(name, datatype, tuple(shape), entry.get("data"))
+
+
+def _check_span(name: str, shape: list[int]) -> None:
+    """Even with a zero dim (no elements), numpy cannot lay out a shape whose other dims multiply
+    past its index range; stop at the first dim that crosses, so a long hostile shape stays cheap."""
+    span = 1
+    for dim in shape:
+        span *= dim or 1
+        if span > MAX_SHAPE_PRODUCT:
+            raise InvalidArgument(
+                f"input '{name}': shape {shape[:8]} spans more than 2**60 elements", details={"input": name}
+            )
 
 
 def _binary_size(entry: dict[str, Any], name: str) -> int | None:
@@ -394,7 +401,7 @@ def _from_json(item: Input, dtype: DType, count: int) -> npt.NDArray[Any] | list
         raise _bad_element(flat, item, dtype)
     with np.errstate(over="ignore", invalid="ignore"):
         cast = array.astype(dtype.numpy).reshape(item.shape)  # floats: rounded to nearest
-    if dtype.numpy.kind == "f":
+    if dtype.is_float:
         overflow = np.isinf(cast).ravel() & np.isfinite(array)
         if overflow.any():
             index = int(np.argmax(overflow))
@@ -485,7 +492,7 @@ def select_outputs(request: InferRequest, sig: meta_graph_pb2.SignatureDef) -> t
     for name in names:
         if name not in sig.outputs:
             raise InvalidArgument(f"unknown output '{name}'; the signature has {expected}", details={"output": name})
-        if sig.outputs[name].dtype not in _BY_ENUM or sig.outputs[name].dtype == types_pb2.DT_BFLOAT16:
+        if sig.outputs[name].dtype not in _BY_ENUM:
             raise Unimplemented(
                 f"output '{name}' has dtype {_tf_name(sig.outputs[name].dtype)}, which this server cannot return",
                 details={"output": name},
@@ -521,7 +528,9 @@ def encode_infer(
         datatype = _output_datatype(array, name)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         flag = binary_flags.get(name)
-        if flag if flag is not None else request.binary_output:
+        # BF16 is always binary: tritonclient reads JSON data with numpy, which cannot turn the
+        # strings "NaN" / "Infinity" into bfloat16, and no other spelling is valid JSON (OIP §6).
+        if datatype == "BF16" or (flag if flag is not None else request.binary_output):
             segment = _raw_output(array, datatype)
             entry["parameters"] = {"binary_data_size": len(segment) if isinstance(segment, bytes) else segment.nbytes}
             segments.append(segment)
@@ -556,12 +565,10 @@ def raw_outputs(
 
 
 def _output_datatype(array: npt.NDArray[Any], name: str) -> str:
-    if array.dtype == object:
-        return "BYTES"
-    for datatype, dtype in DATATYPES.items():
-        if dtype.numpy is not None and array.dtype == dtype.numpy:
-            return datatype
-    raise Unimplemented(f"output '{name}' has a dtype this server cannot return", details={"output": name})
+    dtype = of_array(array)
+    if dtype is None:
+        raise Unimplemented(f"output '{name}' has a dtype this server cannot return", details={"output": name})
+    return _BY_ENUM[dtype.enum]
 
 
 def _raw_output(array: npt.NDArray[Any], datatype: str) -> bytes | memoryview:
@@ -573,7 +580,7 @@ def _raw_output(array: npt.NDArray[Any], datatype: str) -> bytes | memoryview:
     if not array.size:
         return b""
     # Little-endian on every platform numpy runs us on; ascontiguousarray copies only a strided slice.
-    return np.ascontiguousarray(array).data.cast("B")
+    return tensors.raw_bytes(array)
 
 
 def _json_output(array: npt.NDArray[Any], datatype: str, name: str) -> bytes:
@@ -589,8 +596,8 @@ def _json_output(array: npt.NDArray[Any], datatype: str, name: str) -> bytes:
                     details={"output": name, "index": index},
                 ) from None
         return orjson.dumps(texts)
-    text = orjson.dumps(flat, option=orjson.OPT_SERIALIZE_NUMPY)
-    if flat.dtype.kind == "f":
+    text = orjson.dumps(_json_numbers(flat, datatype), option=orjson.OPT_SERIALIZE_NUMPY)
+    if datatype in _FLOAT_DATATYPES:
         non_finite = flat[~np.isfinite(flat)]
         if non_finite.size:
             # orjson writes null for each; they come in order, so the k-th null is the k-th value.
@@ -600,6 +607,15 @@ def _json_output(array: npt.NDArray[Any], datatype: str, name: str) -> bytes:
                 out += [_NON_FINITE_OUT[jsonio.non_finite_token(value)], rest]
             text = b"".join(out)
     return text
+
+
+_FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
+
+
+def _json_numbers(flat: npt.NDArray[Any], datatype: str) -> npt.NDArray[Any]:
+    """What orjson writes for a numeric output. FP16 goes as float32, which holds each half
+    exactly: the shortest float32 text reads back to the same half, at C speed."""
+    return flat.astype(np.float32) if datatype == "FP16" else flat
 
 
 # --------------------------------------------------------------------------- metadata and status

@@ -223,11 +223,14 @@ def server_metadata_response(version: str) -> bytes:
 
 
 def model_metadata_response(
-    name: str, sigs: Mapping[str, SignatureDef], status: get_model_status_pb2.GetModelStatusResponse
+    name: str,
+    signature_name: str,
+    sigs: Mapping[str, SignatureDef],
+    status: get_model_status_pb2.GetModelStatusResponse,
 ) -> bytes:
-    """REST's model metadata for the default signature as a message; the message has no
-    ``properties``, so the signature names stay REST's (OIP §2, §8)."""
-    doc = orjson.loads(oip.encode_model_metadata(name, "", sigs, status))
+    """REST's model metadata for ``signature_name`` ("" = serving_default) as a message; the message
+    has no ``properties``, so the signature names stay REST's (OIP §2, §8)."""
+    doc = orjson.loads(oip.encode_model_metadata(name, signature_name, sigs, status))
     reply = pb.ModelMetadataResponse(name=doc["name"], versions=doc["versions"], platform=doc["platform"])
     for tensors, entries in ((reply.inputs, doc["inputs"]), (reply.outputs, doc["outputs"])):
         for entry in entries:

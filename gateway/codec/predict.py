@@ -45,7 +45,7 @@ from gateway._pb.tensorflow.core.protobuf import meta_graph_pb2
 from gateway._pb.tensorflow_serving.apis import predict_pb2
 from gateway.codec.fastjson import NumericJson
 from gateway.codec.jsonio import debug_string, non_finite_token
-from gateway.codec.tensors import SUPPORTED, DType, dtype_name, from_proto, to_proto
+from gateway.codec.tensors import SUPPORTED, DType, dtype_name, from_proto, of_array, to_proto
 from gateway.errors import GatewayError, InvalidArgument, Unimplemented
 
 Format = Literal["row", "columnar"]
@@ -513,9 +513,27 @@ def encode_outputs(arrays: Mapping[str, npt.NDArray[Any]], fmt: Format) -> bytes
     """Output tensors (sorted by alias) -> the REST body; micro-batching hands in row slices."""
     if not arrays:
         raise InvalidArgument("Cannot convert empty tensor map to JSON")
+    arrays = _writable(arrays)
     if fmt == "columnar":
         return _encode_columnar(arrays)
     return _encode_rows(arrays)
+
+
+def _writable(arrays: Mapping[str, npt.NDArray[Any]]) -> Mapping[str, npt.NDArray[Any]]:
+    """TF Serving's JSON writer has no case for DT_HALF, DT_BFLOAT16 or DT_UINT16 (spec §5.2): it fails
+    the whole request on the first such value it writes, so an empty tensor of one still passes
+    (written as its nested empty lists, which any numeric dtype prints alike)."""
+    out = dict(arrays)
+    for alias, array in arrays.items():
+        dtype = of_array(array)
+        if dtype is not None and dtype.enum in SUPPORTED:
+            continue
+        if array.size:
+            raise InvalidArgument(
+                f"Failed to write JSON value for tensor type: {'unknown' if dtype is None else dtype.name}"
+            )
+        out[alias] = array.astype(np.float32)
+    return out
 
 
 def _encode_columnar(arrays: Mapping[str, npt.NDArray[Any]]) -> bytes:

@@ -3,6 +3,12 @@
 Numeric tensors go out as ``tensor_content`` (little-endian bytes, no per-element
 Python) and come back from either ``tensor_content`` or the typed ``*_val`` fields,
 which ModelServer uses by default.
+
+Two sets: ``SUPPORTED`` holds the dtypes TF Serving's REST JSON converts both ways (the v1
+front's contract, spec §4.5, §5.2); ``CARRIED`` adds the 16-bit ones (DT_HALF, DT_BFLOAT16,
+DT_UINT16) that travel as tensors but have no TF Serving JSON, which the Open Inference
+Protocol front carries. BF16 arrays use ``ml_dtypes.bfloat16``, the numpy type TensorFlow and
+tritonclient use too.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import ml_dtypes
 import numpy as np
 import numpy.typing as npt
 
@@ -37,16 +44,19 @@ class DType:
 
     @property
     def is_float(self) -> bool:
-        return self.enum in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE)
+        return self.enum in _FLOATS
 
     @property
     def is_int(self) -> bool:
         return self.lo is not None
 
 
+_FLOATS = frozenset({types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_HALF, types_pb2.DT_BFLOAT16})
+
+
 def _int(enum: int, name: str, np_type: type[np.generic], field: str) -> DType:
     info = np.iinfo(np_type)  # type: ignore[type-var]
-    return DType(enum, name, np.dtype(np_type), field, int(info.min), int(info.max))
+    return DType(enum, name, np.dtype(np_type).newbyteorder("<"), field, int(info.min), int(info.max))
 
 
 # Every dtype the REST API can convert (spec §4.5, §5.2). Others are UNIMPLEMENTED.
@@ -67,14 +77,37 @@ SUPPORTED: dict[int, DType] = {
     )
 }
 
+# half_val holds DT_HALF and DT_BFLOAT16 values as their 16-bit patterns, one per int32.
+HALF = DType(types_pb2.DT_HALF, "half", np.dtype("<f2"), "half_val")
+BFLOAT16 = DType(types_pb2.DT_BFLOAT16, "bfloat16", np.dtype(ml_dtypes.bfloat16), "half_val")
+UINT16 = _int(types_pb2.DT_UINT16, "uint16", np.uint16, "int_val")
+# Every dtype a tensor can carry between a front and ModelServer.
+CARRIED: dict[int, DType] = SUPPORTED | {d.enum: d for d in (HALF, BFLOAT16, UINT16)}
+_BY_NUMPY: dict[np.dtype[np.generic], DType] = {d.numpy: d for d in CARRIED.values() if d.numpy is not None}
+
+
+def of_array(array: npt.NDArray[np.generic]) -> DType | None:
+    """The dtype an array of ``from_proto`` carries (object arrays are strings); None if none."""
+    if array.dtype == object:
+        return SUPPORTED[types_pb2.DT_STRING]
+    return _BY_NUMPY.get(array.dtype)
+
 
 def dtype_name(enum: int) -> str:
     """TF's short name for a dtype (``half``, ``complex64``...), as TF Serving prints it."""
-    known = SUPPORTED.get(enum)
+    known = CARRIED.get(enum)
     if known is not None:
         return known.name
     full = types_pb2.DataType.Name(enum) if enum in types_pb2.DataType.values() else f"DT_{enum}"
     return full.removeprefix("DT_").lower()
+
+
+def raw_bytes(array: npt.NDArray[np.generic]) -> memoryview:
+    """A numeric array's bytes, row-major, without a copy when it is contiguous already.
+
+    Viewed as uint8 first: a memoryview cannot carry bfloat16's format code.
+    """
+    return np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
 
 
 def shape_of(proto: tensor_pb2.TensorProto) -> tuple[int, ...]:
@@ -98,8 +131,11 @@ def to_proto(
 
 
 def from_proto(proto: tensor_pb2.TensorProto) -> npt.NDArray[np.generic]:
-    """The tensor's values as an array of its shape (object array of bytes for strings)."""
-    dtype = SUPPORTED.get(proto.dtype)
+    """The tensor's values as an array of its shape (object array of bytes for strings).
+
+    Any ``CARRIED`` dtype decodes; the v1 front refuses the 16-bit ones when it writes JSON.
+    """
+    dtype = CARRIED.get(proto.dtype)
     if dtype is None:
         raise InvalidArgument(f"Failed to write JSON value for tensor type: {dtype_name(proto.dtype)}")
     shape = shape_of(proto)
@@ -130,6 +166,9 @@ PACKED_MIN_VALUES = 256
 def _typed(proto: tensor_pb2.TensorProto, dtype: DType) -> npt.NDArray[np.generic]:
     """The typed ``*_val`` field as an array; large float and double fields straight from their wire bytes."""
     assert dtype.numpy is not None
+    if dtype.field == "half_val":
+        # The low 16 bits of each int32 are the value's bit pattern, not its number.
+        return np.asarray(proto.half_val, dtype=np.int32).astype("<u2").view(dtype.numpy)
     values = getattr(proto, dtype.field)
     number = _PACKED_FIXED.get(dtype.field)
     if number is not None and len(values) >= PACKED_MIN_VALUES:

@@ -21,6 +21,7 @@ import numpy as np
 
 from gateway._pb.tensorflow_serving.apis import model_pb2
 from gateway.codec.predict import Tensor, build_predict_request
+from gateway.codec.tensors import raw_bytes
 
 _LEN = 2  # wire type of length-delimited fields
 _VARINT = 0
@@ -66,9 +67,9 @@ def tensor_parts(tensor: Tensor) -> list[Part]:
         parts.extend(_delimited(8, value) for value in tensor.values)
         return parts
     assert tensor.dtype.numpy is not None and isinstance(tensor.values, np.ndarray)
-    content = np.ascontiguousarray(tensor.values, dtype=tensor.dtype.numpy).data
+    content = raw_bytes(np.asarray(tensor.values, dtype=tensor.dtype.numpy))
     if content.nbytes:
-        parts += [_header(4, content.nbytes), content.cast("B")]
+        parts += [_header(4, content.nbytes), content]
     return parts
 
 

@@ -45,6 +45,7 @@ HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _MiB = 1024 * 1024
 # Names end up in URL segments and metric labels, so they stay boring.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_SIGNATURE = re.compile(r"[^\x00-\x1f\x7f]+")  # a SignatureDef key: any text but empty or control characters
 _USERNAME = re.compile(r"[^:\x00-\x1f\x7f]+")  # RFC 7617: a user-id cannot contain ':'
 _HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _ORIGIN = re.compile(r"\*|https?://[^/\s]+")
@@ -402,6 +403,8 @@ class DeploymentSettings(_Section):
     shadow_tolerance: ShadowTolerance = field(default_factory=ShadowTolerance)
     shadow_max_in_flight: int = _ruled(16, ge=1)  # this deployment's shadow calls at once; more are dropped
     shadow_timeout_seconds: float = _ruled(5.0, gt=0)  # a shadow call's own deadline
+    # The signature a request uses when it names none (v1 and V2); null: serving_default.
+    signature_name: str | None = _ruled(None, pattern=_SIGNATURE, hint="a signature name")
 
     def _check(self, path: str) -> None:
         if self.version is not None and self.label is not None:

@@ -102,7 +102,9 @@ class OipFront:
         meta, status = await asyncio.gather(
             verbs.metadata(services, binding, info), verbs.status(services, binding, info)
         )
-        return oip_grpc.model_metadata_response(message.name or binding.name, codec_meta.signature_defs(meta), status)
+        # The message names no signature: the deployment's default, else serving_default.
+        sigs = codec_meta.signature_defs(meta)
+        return oip_grpc.model_metadata_response(message.name or binding.name, binding.signature(""), sigs, status)
 
     async def infer(self, call: Call, request: bytes) -> bytes:
         message = oip_grpc.parse(oip_grpc.ModelInferRequest, request)

@@ -47,13 +47,14 @@ async def predict(
     size: int,
     select: Select | None = None,
 ) -> Outputs:
-    """Output arrays by alias, sorted; ``signature_name`` "" means the default signature.
+    """Output arrays by alias, sorted; ``signature_name`` "" means the binding's default signature.
 
     ``select``, when given, names the outputs to compute (``PredictRequest.output_filter``),
     chosen with the signature after ``decode`` accepted the inputs; it may raise a 400.
     The version that answered is left in ``info.served_version`` (not for a batch member
     whose merged call another request made).
     """
+    signature_name = binding.signature(signature_name)
     sig = codec.find_signature(await services.signatures(binding, info), signature_name)
     tensors = await offload.run(size, decode, sig)
     output_filter = tuple(select(sig)) if select is not None else ()
@@ -78,14 +79,14 @@ async def predict(
 async def classify(
     services: Services, binding: Binding, info: RequestInfo, signature_name: str, examples: messages.Examples
 ) -> messages.ClassifyReply:
-    request = messages.classify_request(binding.model_spec(signature_name), examples)
+    request = messages.classify_request(binding.model_spec(binding.signature(signature_name)), examples)
     return _served(info, await services.call(binding, CLASSIFY, request, info))
 
 
 async def regress(
     services: Services, binding: Binding, info: RequestInfo, signature_name: str, examples: messages.Examples
 ) -> messages.RegressReply:
-    request = messages.regress_request(binding.model_spec(signature_name), examples)
+    request = messages.regress_request(binding.model_spec(binding.signature(signature_name)), examples)
     return _served(info, await services.call(binding, REGRESS, request, info))
 
 

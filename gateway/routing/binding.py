@@ -10,6 +10,9 @@ The Open Inference Protocol's deployment form names a model too
 (``/model-serving/{id}/v2/models/{model}/...``): it must be the deployment id or the
 deployment's model, or the request is a 404 (OIP §9).
 
+A deployment may name the signature its requests use when they name none
+(``signature_name``); the binding carries it, and the verbs apply it.
+
 Pure apart from the split's random draw, which comes from the ``rng`` passed in.
 """
 
@@ -41,9 +44,14 @@ class Binding:
     name: str  # what the URL named: the model, or the deployment id
     settings: ModelSettings | DeploymentSettings  # auth and batching policy for this route
     arm: str = ""  # the split arm's name; "" when the deployment has no split or the URL chose
+    default_signature: str = ""  # the deployment's signature_name; "": serving_default
 
     def pinned(self, version: int) -> Binding:
         return replace(self, version=version, label=None)
+
+    def signature(self, requested: str) -> str:
+        """The signature a request uses: its own, else the deployment's default ("" = serving_default)."""
+        return requested or self.default_signature
 
     def model_spec(self, signature_name: str = "") -> messages.ModelSpec:
         return messages.model_spec(self.model, self.version, self.label, signature_name)
@@ -92,7 +100,10 @@ def bind(
         arm = split.choose(deployment.split, _sticky(deployment, headers), rng)
         return _bind_arm(settings, target, deployment, arm, client_seconds)
     timeout = settings.timeout_for(deployment, client_seconds, metadata=metadata)
-    return Binding(deployment.backend, deployment.model, version, label, timeout, target.name, deployment)
+    signature = deployment.signature_name or ""
+    return Binding(
+        deployment.backend, deployment.model, version, label, timeout, target.name, deployment, "", signature
+    )
 
 
 def _bind_arm(
@@ -107,7 +118,8 @@ def _bind_arm(
     policy = deployment if backend == deployment.backend else replace(deployment, backend=backend)
     timeout = settings.timeout_for(policy, client_seconds, metadata=target.kind in _METADATA_KINDS)
     model = arm.model or deployment.model
-    return Binding(backend, model, arm.version, arm.label, timeout, target.name, deployment, arm.name)
+    signature = deployment.signature_name or ""
+    return Binding(backend, model, arm.version, arm.label, timeout, target.name, deployment, arm.name, signature)
 
 
 def shadow_binding(binding: Binding, deployment: DeploymentSettings, arm: ShadowArm) -> Binding:

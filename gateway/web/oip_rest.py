@@ -104,7 +104,7 @@ async def _model_available(services: Services, binding: Binding, info: RequestIn
 
 
 async def model_metadata(request: web.Request, services: Services, binding: Binding, info: RequestInfo) -> web.Response:
-    signature_name = request.query.get("signature_name", "")
+    signature_name = binding.signature(request.query.get("signature_name", ""))
     meta, status = await asyncio.gather(verbs.metadata(services, binding, info), verbs.status(services, binding, info))
     sigs = codec_meta.signature_defs(meta)
     return json_response(oip.encode_model_metadata(_addressed(binding, request), signature_name, sigs, status))

@@ -3,7 +3,8 @@
 mnist is trained at build time on scikit-learn's handwritten digits (examples/digits.py); the
 samples it never trained on must come back right, both as numbers and as the PNG files MNIST
 clients load. dtypes carries one tensor per Open Inference Protocol datatype: everything but
-DT_HALF goes through TF Serving's JSON, and DT_HALF is a 501, as TF Serving answers it.
+DT_HALF, DT_BFLOAT16 and DT_UINT16 goes through TF Serving's JSON; those are a 501 as inputs and a
+400 as outputs, as TF Serving answers them.
 """
 
 from __future__ import annotations
@@ -108,7 +109,10 @@ JSON_INPUTS = {
     "bool": np.array([True, False]),
     "int8": np.array([-128, 127], dtype=np.int8),
     "uint8": np.array([0, 255], dtype=np.uint8),
+    "int16": np.array([-(2**15), 2**15 - 1], dtype=np.int16),
+    "int32": np.array([-(2**31), 2**31 - 1], dtype=np.int32),
     "int64": np.array([-(2**63), 2**53 + 1], dtype=np.int64),
+    "fp32": np.array([0.1, 3.4e38], dtype=np.float32),
     "fp64": np.array([0.1, 1e300], dtype=np.float64),
     "bytes": strings("h\u00e9llo", ""),
 }
@@ -116,8 +120,13 @@ SIGNATURE_DTYPES = {
     "bool": "DT_BOOL",
     "int8": "DT_INT8",
     "uint8": "DT_UINT8",
+    "int16": "DT_INT16",
+    "uint16": "DT_UINT16",
+    "int32": "DT_INT32",
     "int64": "DT_INT64",
     "fp16": "DT_HALF",
+    "bf16": "DT_BFLOAT16",
+    "fp32": "DT_FLOAT",
     "fp64": "DT_DOUBLE",
     "bytes": "DT_STRING",
 }
@@ -125,26 +134,41 @@ SIGNATURE_DTYPES = {
 
 @pytest.mark.parametrize("fmt", FORMATS)
 async def test_every_json_datatype_round_trips(standin_gateway: Client, standin_models: Path, fmt: Format) -> None:
-    body = {"signature_name": "without_fp16", **PredictCase("dtypes", "dtypes", JSON_INPUTS).body(fmt)}
+    body = {"signature_name": "tf_serving_json", **PredictCase("dtypes", "dtypes", JSON_INPUTS).body(fmt)}
 
     answer = await ok(standin_gateway, "POST", f"{DTYPES}:predict", body)
 
-    expected = tf_outputs(version_dir(standin_models, "dtypes"), JSON_INPUTS, "without_fp16")
+    expected = tf_outputs(version_dir(standin_models, "dtypes"), JSON_INPUTS, "tf_serving_json")
     assert sorted(expected) == sorted(f"{alias}_out" for alias in JSON_INPUTS)
     assert_predict_matches(answer, fmt, expected)
     np.testing.assert_array_equal(expected["int8_out"], np.array([-127, -128], dtype=np.int8))
 
 
 @pytest.mark.parametrize(
-    ("signature", "body"),
+    ("signature", "body", "dtype"),
     [
-        ("fp16", {"inputs": [1.5, -2.0]}),
-        ("serving_default", {"inputs": {alias: [1] for alias in SIGNATURE_DTYPES} | {"bool": [True], "bytes": ["x"]}}),
+        ("fp16", {"inputs": [1.5, -2.0]}, "half"),
+        # Inputs convert in alias order, so bf16 is the first TF Serving cannot read.
+        (
+            "serving_default",
+            {"inputs": {alias: [1] for alias in SIGNATURE_DTYPES} | {"bool": [True], "bytes": ["x"]}},
+            "bfloat16",
+        ),
     ],
 )
-async def test_half_is_not_json_so_it_is_a_501(standin_gateway: Client, signature: str, body: dict[str, Any]) -> None:
+async def test_16_bit_inputs_are_not_json_so_they_are_a_501(
+    standin_gateway: Client, signature: str, body: dict[str, Any], dtype: str
+) -> None:
     error = await failed(standin_gateway, "POST", f"{DTYPES}:predict", {"signature_name": signature, **body}, 501)
-    assert error.endswith("to type: half"), error
+    assert error.endswith(f"to type: {dtype}"), error
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_16_bit_outputs_are_a_400_as_tf_serving_writes_them(standin_gateway: Client, fmt: Format) -> None:
+    body = {"signature_name": "narrow", **PredictCase("dtypes", "dtypes", {"x": np.array([1.5])}).body(fmt)}
+    error = await failed(standin_gateway, "POST", f"{DTYPES}:predict", body, 400)
+    # TF Serving names the first it writes; its order is protobuf map order, ours is sorted.
+    assert error == "Failed to write JSON value for tensor type: bfloat16", error
 
 
 async def test_metadata_lists_one_input_and_output_per_datatype(standin_gateway: Client) -> None:
@@ -152,12 +176,13 @@ async def test_metadata_lists_one_input_and_output_per_datatype(standin_gateway:
     signatures = body["metadata"]["signature_def"]["signature_def"]
     assert sorted(name for name in signatures if not name.startswith("__")) == [  # not __saved_model_init_op
         "fp16",
+        "narrow",
         "serving_default",
-        "without_fp16",
+        "tf_serving_json",
     ]
     default = signatures["serving_default"]
     assert {alias: info["dtype"] for alias, info in default["inputs"].items()} == SIGNATURE_DTYPES
     assert {alias: info["dtype"] for alias, info in default["outputs"].items()} == {
         f"{alias}_out": dtype for alias, dtype in SIGNATURE_DTYPES.items()
     }
-    assert "fp16" not in signatures["without_fp16"]["inputs"]
+    assert "fp16" not in signatures["tf_serving_json"]["inputs"]

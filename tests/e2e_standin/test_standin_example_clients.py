@@ -2,8 +2,11 @@
 
 - rest_v1.py (requests) goes through the gateway's REST v1 front to the stand-in;
 - tfs_grpc.py (tensorflow-serving-api's PredictionServiceStub) goes straight to the stand-in's
-  gRPC port;
-- v2_grpc.py (tritonclient.grpc) and tfs_grpc.py go through the gateway's gRPC port;
+  gRPC port, and through the gateway's gRPC port;
+- v2_http.py (tritonclient.http) and v2_kserve.py (kserve's InferenceRESTClient) go through the
+  gateway's Open Inference Protocol REST front, binary and JSON, by model and under a deployment's
+  base path;
+- v2_grpc.py (tritonclient.grpc) goes through the gateway's gRPC port;
 - every client starts and prints its usage.
 
 Each answer is checked against TensorFlow's own reading of the same image.
@@ -148,3 +151,32 @@ def test_the_readme_shows_what_rest_v1_prints(standin_models: Path) -> None:
     lines = (REPO_ROOT / "README.md").read_text().splitlines()
     (index,) = [i for i, line in enumerate(lines) if line.startswith("python examples/clients/rest_v1.py --url")][:1]
     assert lines[index + 1] == f"# {expected_line(standin_models)}"
+
+
+# --------------------------------------------------------------------------- Open Inference Protocol over REST
+
+
+def v2_rest_url(client: Client, name: str, base: str = "") -> str:
+    """The --url each V2 REST client takes: tritonclient host:port[/base] with no scheme, kserve a full URL."""
+    url = str(client.make_url(base)).rstrip("/")
+    return url.removeprefix("http://") if name == "v2_http" else url
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["v2_http", "v2_kserve"])
+@pytest.mark.parametrize("mode", [(), ("--json",)], ids=["binary", "json"])
+@pytest.mark.parametrize("target", [("", "mnist"), ("/model-serving/digits", "digits")], ids=["model", "deployment"])
+async def test_v2_rest_clients_print_the_digit(
+    standin_gateway: Client, standin_models: Path, name: str, mode: tuple[str, ...], target: tuple[str, str]
+) -> None:
+    base, model = target
+    run = await run_client(name, "--url", v2_rest_url(standin_gateway, name, base), "--model", model, *mode)
+    assert (run.status, run.stdout) == (0, expected_line(standin_models) + "\n"), run.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["v2_http", "v2_kserve"])
+async def test_v2_rest_clients_print_the_gateways_error(standin_gateway: Client, name: str) -> None:
+    run = await run_client(name, "--url", v2_rest_url(standin_gateway, name), "--model", "nope")
+    assert run.status == 1 and run.stdout == "", run
+    assert "Servable not found for request: Latest(nope)" in run.stderr, run.stderr

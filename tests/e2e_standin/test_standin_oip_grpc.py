@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+import ml_dtypes
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
@@ -38,30 +39,25 @@ from gateway.web.app import create_app
 from gateway.web.keys import HEALTH, SERVICES
 
 from .conftest import DEPLOYMENTS, HALF_PLUS_TWO, LATEST, tf_outputs, version_dir
-from .test_standin_oip_rest import MULTI_IO, X, assert_equal, wait_ready
+from .test_standin_oip_rest import EVERY_DATATYPE, MULTI_IO, X, assert_equal, wait_ready
 
 T = TypeVar("T")
 DATATYPES = {
     np.dtype(np.bool_): "BOOL",
     np.dtype(np.int8): "INT8",
     np.dtype(np.uint8): "UINT8",
+    np.dtype(np.int16): "INT16",
+    np.dtype(np.uint16): "UINT16",
     np.dtype(np.int32): "INT32",
     np.dtype(np.int64): "INT64",
     np.dtype(np.float16): "FP16",
     np.dtype(np.float32): "FP32",
     np.dtype(np.float64): "FP64",
+    np.dtype(ml_dtypes.bfloat16): "BF16",
     np.dtype(object): "BYTES",
 }
-# The dtypes model's inputs at their edges: one per datatype it carries (fp16 only raw).
-DTYPES_INPUTS = {
-    "bool": np.array([True, False]),
-    "int8": np.array([-128, 127], dtype=np.int8),
-    "uint8": np.array([0, 255], dtype=np.uint8),
-    "int64": np.array([-(2**63), 2**53 + 1], dtype=np.int64),
-    "fp16": np.array([1.5, -65504.0], dtype=np.float16),
-    "fp64": np.array([0.1, 1e300], dtype=np.float64),
-    "bytes": np.array([b"h\xc3\xa9llo", b"\xff\x00"], dtype=object),
-}
+# The dtypes model's inputs at their edges: one per datatype it carries (the REST tests' set).
+DTYPES_INPUTS = EVERY_DATATYPE
 SECONDS = 30.0  # a bound on a hang for every call, never a timing assertion
 
 
@@ -233,8 +229,7 @@ async def test_aio_infer_multi_io_requested_outputs_in_order(gateway: Gateway, s
 
 
 async def test_every_datatype_of_the_dtypes_model_matches_tensorflow(gateway: Gateway, standin_models: Path) -> None:
-    # fp16_out is left out: the codec cannot yet return FP16 (OIP §12); the fp16 input still travels.
-    names = sorted(f"{alias}_out" for alias in DTYPES_INPUTS if alias != "fp16")
+    names = sorted(f"{alias}_out" for alias in DTYPES_INPUTS)
     inputs = [infer_input(alias, array) for alias, array in DTYPES_INPUTS.items()]
     wanted = [triton.InferRequestedOutput(name) for name in names]
     result = await sync_call(gateway, lambda c: c.infer("dtypes", inputs, outputs=wanted))
@@ -247,17 +242,18 @@ async def test_every_datatype_of_the_dtypes_model_matches_tensorflow(gateway: Ga
 async def test_typed_contents_equal_raw_ones(gateway: Gateway, standin_models: Path) -> None:
     """What tritonclient never sends: every input in InferTensorContents, through its generated stub."""
     typed = service_pb2.ModelInferRequest(model_name="dtypes")
-    fields = {"bool": "bool_contents", "int8": "int_contents", "uint8": "uint_contents", "int64": "int64_contents"}
-    fields |= {"fp64": "fp64_contents", "bytes": "bytes_contents"}
+    fields = {"bool": "bool_contents", "int8": "int_contents", "uint8": "uint_contents", "int16": "int_contents"}
+    fields |= {"int32": "int_contents", "int64": "int64_contents", "fp32": "fp32_contents", "fp64": "fp64_contents"}
+    fields |= {"bytes": "bytes_contents"}  # tf_serving_json's nine: FP16, BF16 and UINT16 are raw-only or absent
     for alias, field in fields.items():
         array = DTYPES_INPUTS[alias]
         tensor = typed.inputs.add(name=alias, datatype=DATATYPES[array.dtype], shape=list(array.shape))
         getattr(tensor.contents, field).extend(array.tolist())
-    typed.parameters["signature_name"].string_param = "without_fp16"
+    typed.parameters["signature_name"].string_param = "tf_serving_json"
     async with grpc.aio.insecure_channel(gateway.url) as channel:
         reply = await service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(typed, timeout=SECONDS)
     inputs = {alias: DTYPES_INPUTS[alias] for alias in fields}
-    expected = tf_outputs(version_dir(standin_models, "dtypes"), inputs, "without_fp16")
+    expected = tf_outputs(version_dir(standin_models, "dtypes"), inputs, "tf_serving_json")
     result = triton.InferResult(reply)
     assert [o.name for o in reply.outputs] == sorted(expected)
     for name, array in expected.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import math
 import re
 import struct
 import sys
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import ml_dtypes
 import numpy as np
 import pytest
 import requests
@@ -28,7 +30,7 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-from tritonclient.utils import InferenceServerException
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from devserver.testing import DevServer
 from gateway import __version__
@@ -44,12 +46,20 @@ MULTI_IO = {
     "b": np.array([7, -(2**40), 2**53 + 1], dtype=np.int64),
     "s": strings("héllo wörld", "abc", ""),
 }
-DATATYPES = {
-    np.dtype(np.float64): "FP64",
-    np.dtype(np.float32): "FP32",
-    np.dtype(np.int64): "INT64",
-    np.dtype(np.int32): "INT32",
-    object: "BYTES",
+# One input per datatype of the dtypes model, at its edges (wrap-around, sign, precision, non-finite).
+EVERY_DATATYPE = {
+    "bool": np.array([True, False]),
+    "int8": np.array([-128, 127], dtype=np.int8),
+    "uint8": np.array([0, 255], dtype=np.uint8),
+    "int16": np.array([-(2**15), 2**15 - 1], dtype=np.int16),
+    "uint16": np.array([0, 2**16 - 1], dtype=np.uint16),
+    "int32": np.array([-(2**31), 2**31 - 1], dtype=np.int32),
+    "int64": np.array([-(2**63), 2**53 + 1], dtype=np.int64),
+    "fp16": np.array([0.1, -np.inf, 65504], dtype=np.float16),
+    "bf16": np.array([0.1, 3e38, np.nan], dtype=ml_dtypes.bfloat16),
+    "fp32": np.array([0.1, np.nan, 3.4e38], dtype=np.float32),
+    "fp64": np.array([0.1, 1e300, -0.0], dtype=np.float64),
+    "bytes": strings("h\u00e9llo", ""),
 }
 MODES = [pytest.param(True, id="binary"), pytest.param(False, id="json")]
 
@@ -101,8 +111,16 @@ async def sync_call(server: TestServer, use: Callable[[triton.InferenceServerCli
     return await asyncio.to_thread(run)
 
 
+async def both_clients(server: TestServer, use: Callable[[Any], Any], base: str = "") -> list[Any]:
+    """``use`` through the sync client and then the aio one (where each call returns a coroutine)."""
+    sync = await sync_call(server, use, base)
+    async with triton_aio.InferenceServerClient(host(server, base)) as client:
+        aio = await use(client)
+    return [sync, aio]
+
+
 def datatype(array: np.ndarray) -> str:
-    return DATATYPES[array.dtype if array.dtype != object else object]
+    return str(np_to_triton_dtype(array.dtype))
 
 
 def infer_input(name: str, array: np.ndarray, binary: bool) -> triton.InferInput:
@@ -119,6 +137,10 @@ def assert_equal(actual: np.ndarray | None, expected: np.ndarray, name: str) -> 
         assert values == list(expected.ravel()), name
         assert actual.shape == expected.shape, name
         return
+    if expected.dtype == ml_dtypes.bfloat16:
+        # numpy's testing cannot see NaN in bfloat16; float32 holds every bfloat16 exactly.
+        assert actual.dtype == expected.dtype, (name, actual.dtype)
+        actual, expected = actual.astype(np.float32), expected.astype(np.float32)
     np.testing.assert_array_equal(actual, expected, err_msg=name, strict=True)
 
 
@@ -187,13 +209,13 @@ async def test_model_metadata_describes_the_signature(server: TestServer) -> Non
 
 
 async def test_model_metadata_of_one_version_and_another_signature(server: TestServer) -> None:
-    meta = await sync_call(
+    for meta in await both_clients(
         server,
         lambda c: c.get_model_metadata(HALF_PLUS_TWO, "1", query_params={"signature_name": "regress_x_to_y"}),
-    )
-    assert meta["versions"] == ["1"]
-    assert meta["inputs"] == [{"name": "inputs", "datatype": "BYTES", "shape": [-1]}]
-    assert meta["properties"]["signature_name"] == "regress_x_to_y"
+    ):
+        assert meta["versions"] == ["1"]
+        assert meta["inputs"] == [{"name": "inputs", "datatype": "BYTES", "shape": [-1]}]
+        assert meta["properties"]["signature_name"] == "regress_x_to_y"
 
 
 # --------------------------------------------------------------------------- infer
@@ -266,11 +288,11 @@ async def test_mnist_images_in_binary(server: TestServer, standin_models: Path) 
 @pytest.mark.parametrize(("version", "offset"), [("1", 2.0), ("2", 3.0), ("stable", 2.0), ("canary", 3.0)])
 async def test_versions_and_labels(server: TestServer, version: str, offset: float) -> None:
     x = np.array([1.0, 4.0], dtype=np.float32)
-    result = await sync_call(
+    for result in await both_clients(
         server, lambda c: c.infer(HALF_PLUS_TWO, [infer_input("x", x, True)], model_version=version)
-    )
-    np.testing.assert_array_equal(result.as_numpy("y"), x * np.float32(0.5) + np.float32(offset), strict=True)
-    assert result.get_response()["model_version"] == ("1" if offset == 2.0 else "2")
+    ):
+        np.testing.assert_array_equal(result.as_numpy("y"), x * np.float32(0.5) + np.float32(offset), strict=True)
+        assert result.get_response()["model_version"] == ("1" if offset == 2.0 else "2")
 
 
 @pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
@@ -289,14 +311,17 @@ async def test_compressed_requests_and_replies(server: TestServer, standin_model
     assert_equal(result.as_numpy("probabilities"), expected["probabilities"], "probabilities")
     async with triton_aio.InferenceServerClient(host(server)) as client:
         aio = await client.infer(
-            "mnist", [infer_input("images", images, False)], request_compression_algorithm=algorithm
+            "mnist",
+            [infer_input("images", images, False)],
+            request_compression_algorithm=algorithm,
+            response_compression_algorithm="gzip",
         )
     assert_equal(aio.as_numpy("probabilities"), expected["probabilities"], "probabilities")
 
 
 async def test_query_parameters_and_infer_parameters_are_ignored(server: TestServer) -> None:
     x = np.array([2.0], dtype=np.float32)
-    result = await sync_call(
+    for result in await both_clients(
         server,
         lambda c: c.infer(
             HALF_PLUS_TWO,
@@ -306,8 +331,15 @@ async def test_query_parameters_and_infer_parameters_are_ignored(server: TestSer
             timeout=5_000_000,
             parameters={"custom": "value"},
         ),
-    )
-    np.testing.assert_array_equal(result.as_numpy("y"), np.array([4.0], dtype=np.float32), strict=True)
+    ):
+        np.testing.assert_array_equal(result.as_numpy("y"), np.array([4.0], dtype=np.float32), strict=True)
+    query = {"test_1": 1}
+    for ready, meta in zip(
+        await both_clients(server, lambda c: c.is_model_ready(HALF_PLUS_TWO, query_params=query)),
+        await both_clients(server, lambda c: c.get_model_metadata(HALF_PLUS_TWO, query_params=query)),
+        strict=True,
+    ):
+        assert ready is True and meta["name"] == HALF_PLUS_TWO
 
 
 async def test_signature_chosen_with_parameters(server: TestServer, standin_models: Path) -> None:
@@ -350,8 +382,130 @@ async def test_deployment_base_path(server: TestServer, base: str, model: str, o
     assert result.get_response()["model_name"] == model
     np.testing.assert_array_equal(result.as_numpy("y"), x * np.float32(0.5) + np.float32(offset), strict=True)
     async with triton_aio.InferenceServerClient(host(server, base)) as client:
+        assert await client.is_server_live() and await client.is_server_ready()
+        assert await client.is_model_ready(model) is True
+        assert (await client.get_server_metadata())["name"] == "tfserving-gateway"
+        assert (await client.get_model_metadata(model))["name"] == model
         aio = await client.infer(model, [infer_input("x", x, False)])
+    assert aio.get_response()["model_name"] == model
     np.testing.assert_array_equal(aio.as_numpy("y"), x * np.float32(0.5) + np.float32(offset), strict=True)
+
+
+def dtype_inputs(binary: bool) -> list[triton.InferInput]:
+    # tritonclient sends BF16 only as binary data, so the JSON case mixes it in as the one binary input.
+    return [infer_input(name, array, binary or name == "bf16") for name, array in EVERY_DATATYPE.items()]
+
+
+def assert_dtype_outputs(result: Any, standin_models: Path, binary_out: bool) -> None:
+    expected = tf_outputs(version_dir(standin_models, "dtypes"), EVERY_DATATYPE)
+    outputs = result.get_response()["outputs"]
+    assert [o["name"] for o in outputs] == sorted(expected)
+    assert {o["name"]: o["datatype"] for o in outputs} == {f"{n}_out": datatype(a) for n, a in EVERY_DATATYPE.items()}
+    # BF16 is always binary: tritonclient could not read its non-finite values from JSON.
+    assert all(("parameters" in o) is (binary_out or o["datatype"] == "BF16") for o in outputs), outputs
+    for name, array in expected.items():
+        assert_equal(result.as_numpy(name), array, name)
+    np.testing.assert_array_equal(result.as_numpy("uint16_out"), np.array([1, 0], dtype=np.uint16), strict=True)
+
+
+@pytest.mark.parametrize("binary_in", MODES)
+@pytest.mark.parametrize("binary_out", MODES)
+async def test_sync_infer_every_datatype_matches_tensorflow(
+    server: TestServer, standin_models: Path, binary_in: bool, binary_out: bool
+) -> None:
+    # Binary out: no outputs listed, so tritonclient asks binary_data_output for all of them.
+    outputs = (
+        None
+        if binary_out
+        else [triton.InferRequestedOutput(f"{n}_out", binary_data=False) for n in sorted(EVERY_DATATYPE)]
+    )
+    result = await sync_call(server, lambda c: c.infer("dtypes", dtype_inputs(binary_in), outputs=outputs))
+    assert_dtype_outputs(result, standin_models, binary_out)
+
+
+@pytest.mark.parametrize("binary_in", MODES)
+@pytest.mark.parametrize("binary_out", MODES)
+async def test_aio_infer_every_datatype_matches_tensorflow(
+    server: TestServer, standin_models: Path, binary_in: bool, binary_out: bool
+) -> None:
+    outputs = [triton_aio.InferRequestedOutput(f"{name}_out", binary_data=binary_out) for name in EVERY_DATATYPE]
+    async with triton_aio.InferenceServerClient(host(server)) as client:
+        result = await client.infer("dtypes", dtype_inputs(binary_in), outputs=sorted(outputs, key=lambda o: o.name()))
+    assert_dtype_outputs(result, standin_models, binary_out)
+
+
+def json_data(array: np.ndarray) -> list[Any]:
+    """An array as V2 JSON ``data``: 16-bit floats as their float32 value, non-finite as strings."""
+    if array.dtype == object:
+        return [value.decode() for value in array]
+    if array.dtype in (np.float16, ml_dtypes.bfloat16):
+        array = array.astype(np.float32)
+    return [_json_number(value) for value in array.tolist()]
+
+
+def _json_number(value: Any) -> Any:
+    if not isinstance(value, float) or math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+def json_outputs(headers: Any, text: str) -> dict[str, tuple[str, Any]]:
+    """Each output's datatype and JSON data, or for a binary output its raw segment."""
+    raw = text.encode("latin-1")
+    length = int(headers.get("Inference-Header-Content-Length", len(raw)))
+    got: dict[str, tuple[str, Any]] = {}
+    offset = length
+    for output in json.loads(raw[:length])["outputs"]:
+        size = output.get("parameters", {}).get("binary_data_size")
+        got[output["name"]] = (output["datatype"], output["data"] if size is None else raw[offset : offset + size])
+        offset += size or 0
+    assert offset == len(raw)
+    return got
+
+
+def assert_json_reply(got: dict[str, tuple[str, Any]], expected: dict[str, np.ndarray]) -> None:
+    """A JSON-mode reply against the oracle: numbers read back in the dtype, BF16 always binary."""
+    assert {name: datatype for name, (datatype, _) in got.items()} == {n: datatype(a) for n, a in expected.items()}
+    for name, array in expected.items():
+        data = got[name][1]
+        if array.dtype == ml_dtypes.bfloat16:
+            assert isinstance(data, bytes), name
+            assert_equal(np.frombuffer(data, dtype=array.dtype), array, name)
+        elif array.dtype == object:
+            assert data == [value.decode() for value in array], name
+        else:
+            assert_equal(np.array(data, dtype=array.dtype), array, name)
+
+
+async def test_every_datatype_as_raw_json_both_ways(server: TestServer, standin_models: Path) -> None:
+    """What tritonclient cannot send (BF16 as JSON numbers), and what a JSON reply holds, element by element."""
+    inputs = [
+        {"name": name, "datatype": datatype(array), "shape": list(array.shape), "data": json_data(array)}
+        for name, array in EVERY_DATATYPE.items()
+    ]
+    status, headers, text = await post(server, "/v2/models/dtypes/infer", json.dumps({"inputs": inputs}).encode(), {})
+    assert status == 200, text
+    expected = tf_outputs(version_dir(standin_models, "dtypes"), EVERY_DATATYPE)
+    got = json_outputs(headers, text)
+    assert list(got) == sorted(expected)
+    assert_json_reply(got, expected)
+    # FP16 0.1 + 1 is the half 1.099609375, written as the shortest float32 text that reads back to it.
+    assert got["fp16_out"][1][0] == 1.0996094
+
+
+async def test_narrow_outputs_in_json(server: TestServer, standin_models: Path) -> None:
+    x = np.array([0.1, 2.5, 65504.0], dtype=np.float32)  # casts to uint16 stay in range: no C++ UB
+    doc = {
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [3], "data": x.tolist()}],
+        "outputs": [{"name": name, "parameters": {"binary_data": False}} for name in ("fp16", "uint16", "bf16")],
+    }
+    doc["parameters"] = {"signature_name": "narrow"}
+    status, headers, text = await post(server, "/v2/models/dtypes/infer", json.dumps(doc).encode(), {})
+    assert status == 200, text
+    expected = tf_outputs(version_dir(standin_models, "dtypes"), {"x": x}, "narrow")
+    got = json_outputs(headers, text)
+    assert list(got) == ["fp16", "uint16", "bf16"]  # the requested order
+    assert_json_reply(got, expected)
 
 
 # --------------------------------------------------------------------------- errors, as the clients show them
@@ -413,7 +567,48 @@ ERRORS: list[tuple[str, Callable[[triton.InferenceServerClient], Any], str, str]
         '"nope" not found',
     ),
     ("deployment-other-model", lambda c: c.get_model_metadata("mnist"), "404", "not served by deployment"),
+    (
+        "classification-output",
+        lambda c: c.infer(
+            HALF_PLUS_TWO, [infer_input("x", F32, True)], outputs=[triton.InferRequestedOutput("y", class_count=2)]
+        ),
+        "501",
+        "The classification output parameter is not supported",
+    ),
+    (
+        "bytes-where-floats",
+        lambda c: c.infer(HALF_PLUS_TWO, [infer_input("x", strings("1.0"), False)]),
+        "400",
+        "input 'x': model expects FP32 (DT_FLOAT), request has BYTES",
+    ),
+    (
+        "element-count",
+        lambda c: c.infer(HALF_PLUS_TWO, [_lying_shape(F32, [3])]),
+        "400",
+        "input 'x': 1 elements in 'data', but shape [3] holds 3",
+    ),
+    (
+        "missing-input",
+        lambda c: c.infer("multi_io", [infer_input("a", MULTI_IO["a"], True)]),
+        "400",
+        "missing input 'b'",
+    ),
+    (
+        "version-label-unknown",
+        lambda c: c.infer(HALF_PLUS_TWO, [infer_input("x", F32, True)], model_version="nope"),
+        "400",  # ModelServer's INVALID_ARGUMENT, as on v1
+        "Unrecognized servable version label: nope",
+    ),
+    ("metadata-unknown-version", lambda c: c.get_model_metadata(HALF_PLUS_TWO, "9"), "404", ""),
 ]
+
+
+def _lying_shape(array: np.ndarray, shape: list[int]) -> triton.InferInput:
+    """JSON data whose element count disagrees with the shape tritonclient declares (it checks binary itself)."""
+    item = triton.InferInput("x", list(array.shape), datatype(array))
+    item.set_data_from_numpy(array, binary_data=False)
+    item.set_shape(shape)
+    return item
 
 
 @pytest.mark.parametrize(("case", "use", "status", "message"), [pytest.param(*e, id=e[0]) for e in ERRORS])
@@ -425,6 +620,19 @@ async def test_errors_reach_the_client(
     got_status, got_message = shown.split("|", 1)
     assert got_status == status, shown
     assert message in got_message, shown
+
+
+@pytest.mark.parametrize(("case", "use", "status", "message"), [pytest.param(*e, id=e[0]) for e in ERRORS])
+async def test_errors_reach_the_aio_client(
+    server: TestServer, case: str, use: Callable[[Any], Any], status: str, message: str
+) -> None:
+    """The same calls through tritonclient.http.aio (they return coroutines there): same status, same text."""
+    base = "/model-serving/hp2" if case.startswith("deployment-") else ""
+    async with triton_aio.InferenceServerClient(host(server, base)) as client:
+        with pytest.raises(InferenceServerException) as caught:
+            await use(client)
+    assert caught.value.status() == status, caught.value
+    assert message in caught.value.message(), caught.value
 
 
 async def test_binary_bytes_output_carries_non_utf8(server: TestServer, standin_models: Path) -> None:
@@ -652,3 +860,73 @@ async def test_hostile_binary_framing_gets_a_4xx_or_an_answer_never_a_5xx(server
             assert reply.status_code >= 400 and next(iter(reply.json())) == "error", reply.text
 
     await asyncio.to_thread(check)
+
+
+# --------------------------------------------------------------------------- the gateway's own refusals
+
+API_KEY = "oip-secret"
+
+
+@pytest.fixture
+async def guarded(standin: DevServer, aiohttp_server: Callable[..., Any]) -> AsyncIterator[TestServer]:
+    """A gateway whose mnist needs an API key, whose bodies stop at 64 KiB, and whose deployment
+    ``down`` sits on a backend nothing listens on."""
+    config = Settings.from_mapping(
+        {
+            "server": {"max_request_bytes": 65536},
+            "backends": {"default": {"targets": [standin.address]}, "dead": {"targets": ["127.0.0.1:1"]}},
+            "models": {"overrides": {"mnist": {"auth": {"type": "api_key", "api_keys": [{"env": "OIP_KEY"}]}}}},
+            "deployments": {"down": {"model": HALF_PLUS_TWO, "backend": "dead"}},
+        },
+        env={"OIP_KEY": API_KEY},
+    )
+    yield await aiohttp_server(create_app(config, registry=CollectorRegistry()))
+
+
+IMAGE = np.zeros((1, 784), dtype=np.float32)
+REFUSALS: list[tuple[str, str, Callable[[Any], Any], str, str]] = [
+    ("no-key", "", lambda c: c.infer("mnist", [infer_input("images", IMAGE, True)]), "401", "Authentication required"),
+    (
+        "wrong-key",
+        "",
+        lambda c: c.get_model_metadata("mnist", headers={"x-api-key": "nope"}),
+        "401",
+        "Invalid credentials",
+    ),
+    (
+        "too-large",
+        "",
+        lambda c: c.infer(HALF_PLUS_TWO, [infer_input("x", np.zeros(20_000, dtype=np.float32), True)]),
+        "413",
+        "Request body is larger than the limit of 65536 bytes",
+    ),
+    (
+        "backend-down",
+        "/model-serving/down",
+        lambda c: c.infer("down", [infer_input("x", F32, True)]),
+        "503",
+        "Backend dead is unavailable",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "base", "use", "status", "message"), [pytest.param(*r, id=r[0]) for r in REFUSALS])
+async def test_gateway_refusals_reach_both_clients(
+    guarded: TestServer, case: str, base: str, use: Callable[[Any], Any], status: str, message: str
+) -> None:
+    shown = await sync_call(guarded, _raises(use), base)
+    assert shown.split("|", 1)[0] == status and message in shown, shown
+    async with triton_aio.InferenceServerClient(host(guarded, base)) as client:
+        with pytest.raises(InferenceServerException) as caught:
+            await use(client)
+    assert caught.value.status() == status and message in (caught.value.message() or ""), caught.value
+
+
+async def test_the_right_key_passes_and_an_unreachable_model_is_not_ready(guarded: TestServer) -> None:
+    headers = {"x-api-key": API_KEY}
+    for result in await both_clients(
+        guarded, lambda c: c.infer("mnist", [infer_input("images", IMAGE, True)], headers=headers)
+    ):
+        assert result.as_numpy("classes").shape == (1,)
+    assert await both_clients(guarded, lambda c: c.is_model_ready("down"), "/model-serving/down") == [False, False]
+    assert await both_clients(guarded, lambda c: c.is_server_ready(), "/model-serving/down") == [False, False]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,8 +21,13 @@ INPUTS = {
     "bool": np.array([True, False]),
     "int8": np.array([-128, 127], dtype=np.int8),
     "uint8": np.array([0, 255], dtype=np.uint8),
+    "int16": np.array([-(2**15), 2**15 - 1], dtype=np.int16),
+    "uint16": np.array([0, 2**16 - 1], dtype=np.uint16),
+    "int32": np.array([-(2**31), 2**31 - 1], dtype=np.int32),
     "int64": np.array([-(2**63), 2**53 + 1], dtype=np.int64),
     "fp16": np.array([1.5, -np.inf], dtype=np.float16),
+    "bf16": np.array([1.5, 3e38], dtype=ml_dtypes.bfloat16),
+    "fp32": np.array([0.1, np.nan], dtype=np.float32),
     "fp64": np.array([0.1, 1e300], dtype=np.float64),
     "bytes": np.array([b"\xff\x00", "h\u00e9llo".encode()], dtype=object),
 }
@@ -29,8 +35,13 @@ DATATYPES = {
     "bool_out": types_pb2.DT_BOOL,
     "int8_out": types_pb2.DT_INT8,
     "uint8_out": types_pb2.DT_UINT8,
+    "int16_out": types_pb2.DT_INT16,
+    "uint16_out": types_pb2.DT_UINT16,
+    "int32_out": types_pb2.DT_INT32,
     "int64_out": types_pb2.DT_INT64,
     "fp16_out": types_pb2.DT_HALF,
+    "bf16_out": types_pb2.DT_BFLOAT16,
+    "fp32_out": types_pb2.DT_FLOAT,
     "fp64_out": types_pb2.DT_DOUBLE,
     "bytes_out": types_pb2.DT_STRING,
 }
@@ -64,5 +75,6 @@ def test_every_datatype_matches_tensorflow(
     # Spelled out too, so a model that lost its "+ 1" fails here and not only against itself.
     np.testing.assert_array_equal(got["int8_out"], np.array([-127, -128], dtype=np.int8))
     np.testing.assert_array_equal(got["fp16_out"], np.array([2.5, -np.inf], dtype=np.float16))
+    np.testing.assert_array_equal(got["uint16_out"], np.array([1, 0], dtype=np.uint16))
     np.testing.assert_array_equal(got["bool_out"], [False, True])
     assert list(got["bytes_out"]) == list(INPUTS["bytes"])

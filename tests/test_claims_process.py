@@ -152,7 +152,8 @@ async def test_metrics_port_serves_metrics_and_the_main_port_still_does(
 async def test_the_metrics_port_obeys_protect_metrics_like_the_main_port(
     tmp_path: Path, fake_backend: FakeModelServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``auth.protect_metrics`` guards the side port too: it once served metrics to anyone there."""
+    """``auth.protect_metrics`` guards the side port too: it once served metrics to anyone there.
+    The status page, its JSON and its assets are guarded alike, and served on both ports."""
     monkeypatch.setenv("CLAIMS_SIDE_KEY", "side-secret")
     auth = {"type": "api_key", "api_keys": [{"env": "CLAIMS_SIDE_KEY"}], "protect_metrics": True}
     config = gateway_config(fake_backend.target, server={"metrics_port": 0}, auth=auth)
@@ -169,3 +170,8 @@ async def test_the_metrics_port_obeys_protect_metrics_like_the_main_port(
                     assert resp.status in (401, 403), base
                 samples = await scrape(session, base + "/metrics", {"X-API-Key": "side-secret"})
                 assert "tfs_gateway_build_info{python_version=" in "".join(samples)
+                for path in ("/status", "/status.json", "/status.js", "/status.css"):
+                    async with session.get(base + path) as resp:
+                        assert resp.status == 401, (base, path)
+                    async with session.get(base + path, headers={"X-API-Key": "side-secret"}) as resp:
+                        assert resp.status == 200, (base, path)

@@ -66,6 +66,7 @@ API_ROUTES = (
     )
 )
 ROUTES = (*API_ROUTES, "healthz", "readyz", "metrics", "openapi", "docs", "unmatched")
+ROUTES += ("status_page", "status_json", "status_asset")  # /status, /status.json, its script and CSS
 
 
 _MAX_BOUND_CHILDREN = 4096
@@ -287,10 +288,15 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
-def exposition(metrics: Metrics) -> tuple[bytes, str]:
-    """The metrics page body and its content type: this process, or the sum over all workers."""
+def served_registry(metrics: Metrics) -> CollectorRegistry:
+    """What the metrics page shows: this process's registry, or the sum over all workers."""
     if multiprocess_dir() is None:
-        return generate_latest(metrics.registry), CONTENT_TYPE_LATEST
+        return metrics.registry
     merged = CollectorRegistry()
     multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
-    return generate_latest(merged), CONTENT_TYPE_LATEST
+    return merged
+
+
+def exposition(metrics: Metrics) -> tuple[bytes, str]:
+    """The metrics page body and its content type (``served_registry``)."""
+    return generate_latest(served_registry(metrics)), CONTENT_TYPE_LATEST

@@ -31,7 +31,7 @@ from gateway.config.tls import server_ssl_context
 from gateway.grpcfront.server import GrpcServer
 from gateway.process import watchdog
 from gateway.web.app import create_app, reload_services
-from gateway.web.keys import HEALTH, SERVICES
+from gateway.web.keys import HEALTH, SERVICES, STATUS
 from gateway.web.pages import metrics_app
 
 log = logging.getLogger("tfs_gateway.lifecycle")
@@ -113,7 +113,7 @@ def _metrics_runner(settings: Settings, app: web.Application) -> web.AppRunner |
     """The ``server.metrics_port`` server; made once the main app has started and owns its metrics."""
     if settings.server.metrics_port is None or not settings.metrics.enabled:
         return None
-    return web.AppRunner(metrics_app(app[SERVICES], settings.metrics.paths), access_log=None)
+    return web.AppRunner(metrics_app(app[SERVICES], settings.metrics.paths, app[STATUS]), access_log=None)
 
 
 @contextlib.contextmanager

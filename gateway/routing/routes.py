@@ -41,7 +41,7 @@ Kind = Literal[
 V2_KINDS: tuple[Kind, ...] = ("live", "ready", "server_metadata", "model_ready", "model_metadata", "infer")
 V2_SERVER_KINDS: frozenset[Kind] = frozenset({"live", "ready", "server_metadata"})
 V2_HEALTH_KINDS: frozenset[Kind] = frozenset({"live", "ready"})
-Endpoint = Literal["healthz", "readyz", "metrics", "openapi", "docs"]
+Endpoint = Literal["healthz", "readyz", "metrics", "openapi", "docs", "status_page", "status_json", "status_asset"]
 
 INT64_MAX = 2**63 - 1
 

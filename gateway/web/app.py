@@ -17,7 +17,7 @@ from gateway.ops import gctune, memtrim
 from gateway.ops.metrics import Metrics
 from gateway.pipeline.services import Services, ServicesRef
 from gateway.pipeline.signatures import SignatureCache
-from gateway.web import pages, selfdoc
+from gateway.web import pages, selfdoc, status_page
 from gateway.web.cors import Cors
 from gateway.web.dispatch import dispatch, special_paths
 from gateway.web.keys import HEALTH, SERVICES, SPECIALS
@@ -78,6 +78,7 @@ def create_app(
         await app[SERVICES].close()
 
     app.cleanup_ctx.append(backends_ctx)
+    app.cleanup_ctx.append(status_page.status_ctx)  # after the backends: it reads them
     if probes:
         app.cleanup_ctx.append(pages.probes_ctx)
     app.router.add_route("*", "/{tail:.*}", dispatch)

@@ -13,7 +13,7 @@ from gateway.errors import GatewayError
 from gateway.pipeline.services import Services
 from gateway.routing import routes
 from gateway.routing.binding import bind, client_timeout
-from gateway.web import oip_rest, pages, rest_v1, selfdoc
+from gateway.web import oip_rest, pages, rest_v1, selfdoc, status_page
 from gateway.web.keys import OIP_MODEL, SPECIALS
 from gateway.web.middleware import request_info, request_services
 
@@ -23,13 +23,19 @@ PAGES = {
     "metrics": pages.metrics_page,
     "openapi": selfdoc.document,
     "docs": selfdoc.docs,
+    **status_page.HANDLERS,
 }
 
 
 def special_paths(settings: Settings) -> dict[str, routes.Endpoint]:
-    """The gateway's own pages by path: health, readiness, the configured metrics paths, and the
-    self-description (``/openapi.json``, ``/docs`` and its assets)."""
-    specials: dict[str, routes.Endpoint] = {"/healthz": "healthz", "/readyz": "readyz", **selfdoc.paths()}
+    """The gateway's own pages by path: health, readiness, the status page, the configured metrics
+    paths, and the self-description (``/openapi.json``, ``/docs`` and its assets)."""
+    specials: dict[str, routes.Endpoint] = {
+        "/healthz": "healthz",
+        "/readyz": "readyz",
+        **status_page.PATHS,
+        **selfdoc.paths(),
+    }
     if settings.metrics.enabled:
         specials.update({path: "metrics" for path in settings.metrics.paths})
     return specials

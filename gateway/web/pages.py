@@ -5,7 +5,8 @@
 
 Metrics are served on the main port and optionally on their own (``server.metrics_port``). A
 separate port lets a NetworkPolicy expose metrics to Prometheus only; that app serves the
-configured metrics paths and nothing else (404 elsewhere), and records no request metrics.
+configured metrics paths and the status page (``web/status_page.py``) and nothing else (404
+elsewhere), and records no request metrics.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from aiohttp import web
 
 from gateway.errors import GatewayError, render_error
 from gateway.ops.metrics import Metrics, exposition
+from gateway.pipeline.overview import Board
 from gateway.pipeline.services import ServicesRef
 from gateway.routing import routes
-from gateway.web.keys import HEALTH, SERVICES
+from gateway.web import status_page
+from gateway.web.keys import HEALTH, SERVICES, STATUS
 from gateway.web.responses import json_response
+from gateway.web.status_page import Handler
 
 
 async def probes_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -61,20 +65,33 @@ async def metrics_page(request: web.Request) -> web.Response:
     return _page(request.app[SERVICES].current.metrics)
 
 
+def _admitted(endpoint: routes.Endpoint, handler: Handler) -> Handler:
+    """``handler`` behind the main app's current auth policy for ``endpoint``: a reload's applies too."""
+
+    async def admitted(request: web.Request) -> web.StreamResponse:
+        try:
+            request.app[_MAIN].current.authenticator.admit(routes.Special(endpoint), request.headers)
+        except GatewayError as exc:
+            return json_response(render_error(exc), exc.http_status, exc.headers)
+        return await handler(request)
+
+    return admitted
+
+
 async def _metrics_only_page(request: web.Request) -> web.Response:
-    services = request.app[_MAIN].current  # the main app's: a reload's auth applies here too
-    try:
-        services.authenticator.admit(routes.Special("metrics"), request.headers)
-    except GatewayError as exc:
-        return json_response(render_error(exc), exc.http_status, exc.headers)
-    return _page(services.metrics)
+    return _page(request.app[_MAIN].current.metrics)
 
 
-def metrics_app(services: ServicesRef, paths: tuple[str, ...]) -> web.Application:
-    """The ``server.metrics_port`` app: the metrics paths only, under ``auth.protect_metrics`` like
-    the main port's, reading the main app's services so reloads reach it."""
+def metrics_app(services: ServicesRef, paths: tuple[str, ...], board: Board | None = None) -> web.Application:
+    """The ``server.metrics_port`` app: the metrics paths, and the status page when ``board`` is
+    given, under ``auth.protect_metrics`` like the main port's, reading the main app's services so
+    reloads reach it."""
     app = web.Application()
     app[_MAIN] = services
     for path in paths:
-        app.router.add_get(path, _metrics_only_page)
+        app.router.add_get(path, _admitted("metrics", _metrics_only_page))
+    if board is not None:
+        app[STATUS] = board
+        for path, endpoint in status_page.PATHS.items():
+            app.router.add_get(path, _admitted(endpoint, status_page.HANDLERS[endpoint]))
     return app

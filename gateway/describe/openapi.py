@@ -116,7 +116,7 @@ class Surface:
     """Everything the document says, as plain facts.
 
     ``specials`` maps each of the gateway's own paths to its endpoint name (``healthz``, ``metrics``...);
-    ``assets`` maps the paths of ``/docs``'s static files to their content types;
+    ``assets`` maps the paths of ``/docs``'s and ``/status``'s static files to their content types;
     ``protected`` names the endpoints whose policy asks for credentials; ``auth`` is whether any
     model or deployment route may (the generic paths then document 401 and 403).
     """
@@ -463,6 +463,8 @@ _PAGES: dict[str, tuple[str, str, Schema | None]] = {
     "metrics": ("Prometheus metrics", "text/plain", None),
     "openapi": ("This document (OpenAPI 3.1)", "application/json", {"type": "object", "required": ["openapi"]}),
     "docs": ("Interactive documentation (Swagger UI)", "text/html", None),
+    "status_page": ("The status page: deployments, backends, model versions, live rates", "text/html", None),
+    "status_json": ("The status page's data", "application/json", {"type": "object"}),
 }
 
 
@@ -470,7 +472,7 @@ def _add_specials(paths: dict[str, dict[str, Any]], surface: Surface) -> None:
     for path, endpoint in sorted(surface.specials.items()):
         summary, media, schema = _PAGES.get(endpoint, (f"The gateway's {endpoint} page", "*/*", None))
         if path in surface.assets:
-            summary, media = "A static file of /docs, served from the gateway's own copy", surface.assets[path]
+            summary, media = "A static file of a page, served from the gateway's own copy", surface.assets[path]
         content = {media: {"schema": schema if schema is not None else {"type": "string"}}}
         ok = {"description": summary, "headers": dict(_REQUEST_ID), "content": content}
         protected = endpoint in surface.protected

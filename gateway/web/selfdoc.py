@@ -37,6 +37,7 @@ from gateway.pipeline.services import RequestInfo, Services
 from gateway.pipeline.signatures import CacheKey
 from gateway.routing import routes
 from gateway.routing.binding import bind
+from gateway.web import status_page
 from gateway.web.keys import SPECIALS
 from gateway.web.middleware import request_info, request_services
 from gateway.web.responses import json_response
@@ -149,7 +150,11 @@ async def gather(services: Services, specials: dict[str, routes.Endpoint], reque
     return openapi.Surface(
         version=gateway.__version__,
         specials=dict(specials),
-        assets={path: content_type.split(";")[0] for path, (_, content_type) in ASSETS.items() if path in specials},
+        assets={
+            path: content_type.split(";")[0]
+            for path, (_, content_type) in {**ASSETS, **status_page.ASSETS}.items()
+            if path in specials
+        },
         servables=[*deployments, *seen],
         auth=auth.active,
         protected=frozenset(protected),

@@ -130,7 +130,12 @@ def _shape_and_leaf(schema: dict[str, Any]) -> tuple[list[int], dict[str, Any]]:
     return dims, schema
 
 
+NOT_JSON = (tf.float16, tf.bfloat16, tf.uint16, tf.complex64, tf.complex128)  # TF Serving's JSON carries none
+
+
 def _expected_leaf(dtype: tf.DType, alias: str, output: bool) -> Any:
+    if dtype in NOT_JSON:
+        return "not carried"
     if dtype == tf.string:
         if output:
             return "b64" if alias.endswith("_bytes") else "string"
@@ -145,6 +150,8 @@ def _expected_leaf(dtype: tf.DType, alias: str, output: bool) -> Any:
 
 
 def _leaf_kind(leaf: dict[str, Any]) -> Any:
+    if "type" not in leaf and "anyOf" not in leaf and "not convertible" in leaf.get("description", ""):
+        return "not carried"
     if "anyOf" in leaf:
         return "b64-first" if "b64" in leaf["anyOf"][0].get("properties", {}) else "string-first"
     if leaf.get("type") == "object":

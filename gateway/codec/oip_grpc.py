@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import orjson
+from google.protobuf import descriptor_pb2
 from google.protobuf.message import DecodeError, Message
 
 from gateway._pb._pool import POOL
@@ -44,6 +45,19 @@ SERVICE = "inference.GRPCInferenceService"
 # Where reflection finds the descriptors of every service the gRPC port serves: importing a
 # generated module adds its file, so TF Serving's two services are imported above.
 DESCRIPTOR_POOL = POOL
+
+
+def describe_too(*serialized_files: bytes) -> None:
+    """Add other services' proto files (grpc.health.v1's, reflection's own) to ``DESCRIPTOR_POOL``, so
+    reflection can describe every service the port lists. A file already there is left as it is."""
+    for raw in serialized_files:
+        name = descriptor_pb2.FileDescriptorProto.FromString(raw).name
+        try:
+            DESCRIPTOR_POOL.FindFileByName(name)
+        except KeyError:
+            DESCRIPTOR_POOL.AddSerializedFile(raw)
+
+
 INT64_MAX = 2**63 - 1
 
 # datatype -> the one InferTensorContents field that may carry it (OIP §8)

@@ -15,8 +15,8 @@ import asyncio
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from gateway.backend.readiness import Health
 from gateway.codec import oip_grpc
@@ -59,6 +59,8 @@ class GrpcServer:
         await health_service.sync()  # watchers start from the verdict now, not the servicer's default
         health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
         names = (*SERVED, health.SERVICE, reflection.SERVICE_NAME)
+        # Health's and reflection's files live in protobuf's default pool; ours needs them to describe them.
+        oip_grpc.describe_too(health_pb2.DESCRIPTOR.serialized_pb, reflection_pb2.DESCRIPTOR.serialized_pb)
         reflection.enable_server_reflection(names, server, pool=oip_grpc.DESCRIPTOR_POOL)
         address = f"{_host(settings.host)}:{port}"
         creds = credentials(settings)

@@ -520,6 +520,8 @@ async def test_reflection_lists_and_describes_our_services(gateway: Gateway) -> 
             reflection_pb2.ServerReflectionRequest(list_services=""),
             reflection_pb2.ServerReflectionRequest(file_containing_symbol="inference.GRPCInferenceService"),
             reflection_pb2.ServerReflectionRequest(file_containing_symbol="tensorflow.serving.PredictionService"),
+            reflection_pb2.ServerReflectionRequest(file_containing_symbol="grpc.health.v1.Health"),
+            reflection_pb2.ServerReflectionRequest(file_containing_symbol="grpc.reflection.v1alpha.ServerReflection"),
         ]
         replies = [reply async for reply in stub.ServerReflectionInfo(iter(requests), timeout=SECONDS)]
     listed = {service.name for service in replies[0].list_services_response.service}
@@ -551,6 +553,16 @@ async def test_reflection_lists_and_describes_our_services(gateway: Gateway) -> 
         for raw in replies[2].file_descriptor_response.file_descriptor_proto
     ]
     assert any(f.package == "tensorflow.serving" and f.service for f in tfs_files)
+    # Every listed service is described too, health's and reflection's own included (grpcurl describe).
+    for reply, service in zip(
+        replies[3:], ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"), strict=True
+    ):
+        assert reply.HasField("file_descriptor_response"), (service, reply.error_response.error_message)
+        files = [
+            descriptor_pb2.FileDescriptorProto.FromString(raw)
+            for raw in reply.file_descriptor_response.file_descriptor_proto
+        ]
+        assert any(f"{f.package}.{svc.name}" == service for f in files for svc in f.service), service
 
 
 async def test_metrics_count_every_route(gateway: Gateway) -> None:

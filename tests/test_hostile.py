@@ -1,9 +1,12 @@
 """The pathological-input corpus (bench/hostile.py) through real sockets into a gateway process.
 
 Contract, for every case: an answer with the expected status (a 4xx envelope for every bad body,
-never a 5xx or a hang), ``/healthz`` on a second connection answering within a second for bodies
-up to 8 MB while the case is handled, and the gateway still serving correct answers afterwards.
-The figures themselves (answer time, CPU) are printed, not asserted: ``python -m bench.hostile``.
+never a 5xx or a hang), ``/healthz`` on a second connection never held for anything like a hang
+(HANG_BOUND_SECONDS) for bodies up to 8 MB while the case is handled, and the gateway still serving
+correct answers afterwards. The bound is a hang detector, not a speed claim: the loop stalls the
+defects caused were tens of seconds, and a shared CI machine must not fail it by being busy. The
+figures themselves (answer time, worst /healthz, CPU) are measured, not asserted, by
+``python -m bench.hostile`` (bench/HOSTILE.md).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import pytest
 from bench import hostile, run
 from tests.gateway_process import GatewayProcess, gateway_config
 
-HEALTH_BOUND_SECONDS = 1.0
+HANG_BOUND_SECONDS = 5.0
 HEALTH_BOUND_BODY_BYTES = 8 * hostile.MB + 512 * 1024  # the corpus's "8 MB" arrays carry a little framing
 
 
@@ -34,7 +37,7 @@ def _problems(row: hostile.Row, case: hostile.Case) -> list[str]:
         problems.append("no JSON error envelope")
     if row.health_failures:
         problems.append(f"{row.health_failures} health probes failed")
-    if row.body_bytes <= HEALTH_BOUND_BODY_BYTES and row.worst_health_seconds > HEALTH_BOUND_SECONDS:
+    if row.body_bytes <= HEALTH_BOUND_BODY_BYTES and row.worst_health_seconds > HANG_BOUND_SECONDS:
         problems.append(f"/healthz took {row.worst_health_seconds:.2f} s")
     return problems
 

@@ -52,6 +52,7 @@ from gateway.ops import rates
 from gateway.ops.metrics import served_registry
 from gateway.pipeline import verbs
 from gateway.pipeline.services import RequestInfo, Services, ServicesRef
+from gateway.routing import split
 from gateway.routing.binding import Binding
 
 MODEL_TTL_SECONDS = 5.0
@@ -77,7 +78,6 @@ def deployments(settings: Settings) -> list[Row]:
 
 def _deployment(name: str, deployment: DeploymentSettings) -> Row:
     arms = deployment.split or ()
-    total = sum(arm.weight or 0.0 for arm in arms)
     pin = (
         f"v{deployment.version}" if deployment.version is not None else deployment.label and f"label:{deployment.label}"
     )
@@ -90,7 +90,10 @@ def _deployment(name: str, deployment: DeploymentSettings) -> Row:
         "label": deployment.label,
         "pin": pin or None,
         "sticky_header": deployment.sticky_header,
-        "split": [{"arm": arm.name, "weight": arm.weight, "share": (arm.weight or 0.0) / total} for arm in arms],
+        "split": [
+            {"arm": arm.name, "weight": arm.weight, "share": share}
+            for arm, share in zip(arms, split.shares(arms), strict=True)
+        ],
         "shadow": [{"arm": arm, "percent": percent} for arm, percent in shadows(deployment)],
     }
 

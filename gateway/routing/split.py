@@ -44,6 +44,12 @@ def weighted(arms: Sequence[SplitArm], draw: float) -> SplitArm:
     return arms[-1]  # float rounding at the very top of the range
 
 
+def shares(arms: Sequence[SplitArm]) -> list[float]:
+    """Each arm's expected share of the traffic, in order: its weight over the sum (what ``weighted`` draws)."""
+    total = sum(_weight(arm) for arm in arms)
+    return [_weight(arm) / total for arm in arms]
+
+
 def rendezvous(arms: Sequence[SplitArm], value: str) -> SplitArm:
     """The arm with the highest weighted score for ``value``: stable for the value while arms stay."""
     return max(arms, key=lambda arm: score(arm, value))

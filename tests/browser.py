@@ -51,9 +51,11 @@ def chromium_options(profile: Path) -> webdriver.ChromeOptions:
 
 @pytest.fixture(name="chromium")
 def chromium_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebDriver]:
-    """A headless Chromium with a fresh profile; skipped only when Debian's chromium is not installed."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium chromium-driver (.ci/run does)")
+    """A headless Chromium with a fresh profile. A missing browser fails, never skips: ``make test``
+    needs it as it needs curl and promtool, and ``.ci/run`` installs it."""
+    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), (
+        f"{CHROMIUM} or {CHROMEDRIVER} is missing: apt-get install chromium chromium-driver (.ci/run does)"
+    )
     monkeypatch.setenv("SE_AVOID_STATS", "true")  # selenium-manager must not phone home either
     service = Service(executable_path=str(CHROMEDRIVER), env=dict(os.environ))
     driver = webdriver.Chrome(options=chromium_options(tmp_path / "chromium-profile"), service=service)

@@ -101,6 +101,14 @@ def test_two_contents_fields_are_refused() -> None:
         ours(request)
 
 
+def test_a_shape_numpy_cannot_lay_out_is_refused_even_when_empty() -> None:
+    """REST's 400 for the same header (OIP §12): a zero dim leaves no elements, but the others span past 2**60."""
+    request = service_pb2.ModelInferRequest(model_name="m", raw_input_contents=[b""])
+    request.inputs.add(name="x", datatype="FP32", shape=[0, 2**62, 2**62])
+    with pytest.raises(InvalidArgument, match=r"input 'x': shape .* spans more than 2\*\*60 elements"):
+        oip_grpc.infer_request(request)
+
+
 def test_parameters() -> None:
     request = service_pb2.ModelInferRequest(model_name="m", id="7")
     request.inputs.add(name="x", datatype="FP32", shape=[0])

@@ -183,11 +183,11 @@ def _input(entry: Any, index: int) -> Input:
         raise InvalidArgument(f"input '{name}': unknown datatype {datatype[:32]!r}", details={"input": name})
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise InvalidArgument(f"input '{name}' needs a 'shape' of integers >= 0", details={"input": name})
-    _check_span(name, shape)
+    check_span(name, shape)
     return Input(name, datatype, tuple(shape), entry.get("data"))
 
 
-def _check_span(name: str, shape: list[int]) -> None:
+def check_span(name: str, shape: list[int]) -> None:
     """Even with a zero dim (no elements), numpy cannot lay out a shape whose other dims multiply
     past its index range; stop at the first dim that crosses, so a long hostile shape stays cheap."""
     span = 1

@@ -145,6 +145,7 @@ def _input(item: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> oi
         raise InvalidArgument(
             f"input '{name}' needs a shape of integers >= 0, got {list(shape)}", details={"input": name}
         )
+    oip.check_span(name, list(shape))  # REST's header check: numpy must be able to lay the shape out
     if raw is not None:
         return oip.Input(name, datatype, shape, raw=memoryview(raw))
     return oip.Input(name, datatype, shape, raw=memoryview(_packed(item.contents, name, datatype, math.prod(shape))))

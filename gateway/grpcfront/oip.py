@@ -33,7 +33,7 @@ from gateway.codec.predict import Limits, Tensor
 from gateway.errors import BackendError, NotFound, NotReady
 from gateway.grpcfront import calls
 from gateway.grpcfront.calls import Call
-from gateway.pipeline import verbs
+from gateway.pipeline import offload, verbs
 from gateway.pipeline.services import ServicesRef
 from gateway.routing import routes
 from gateway.routing.binding import Binding
@@ -107,16 +107,20 @@ class OipFront:
         return oip_grpc.model_metadata_response(message.name or binding.name, binding.signature(""), sigs, status)
 
     async def infer(self, call: Call, request: bytes) -> bytes:
-        message = oip_grpc.parse(oip_grpc.ModelInferRequest, request)
+        # Parsing, packing typed contents and writing the reply are per-element work: a large message
+        # does it on the decode thread (offload.run), as the REST front does, so the loop keeps answering.
+        message = await offload.run(len(request), oip_grpc.parse, oip_grpc.ModelInferRequest, request)
         target = _model_target(call, "infer", message.model_name, message.model_version)
         call.admit(target)
-        parsed = oip_grpc.infer_request(message)
+        parsed = await offload.run(len(request), oip_grpc.infer_request, message)
         binding = call.bind(target)
         services, info = call.services, call.info
         decode = partial(_tensors, parsed, services.limits)
         select = partial(oip.select_outputs, parsed)
         outputs = await verbs.predict(services, binding, info, parsed.signature_name, decode, len(request), select)
-        return oip_grpc.infer_response(parsed, message.model_name or binding.name, info.served_version, outputs)
+        size = sum(array.nbytes for array in outputs.values())
+        name = message.model_name or binding.name
+        return await offload.run(size, oip_grpc.infer_response, parsed, name, info.served_version, outputs)
 
 
 def _server_scope(call: Call, kind: routes.Kind) -> Binding | None:

@@ -154,3 +154,28 @@ async def test_workers_share_the_port_and_their_metrics_add_up(tmp_path: Path, f
         gw.send(signal.SIGTERM)
         assert await gw.wait_exit() == 0
     print(f"\n[workers] {sent} requests split {counts[0]:g}/{counts[1]:g}; the scrape sums {sent}")
+
+
+async def test_workers_status_page_counts_every_workers_traffic(tmp_path: Path, fake_backend: FakeModelServer) -> None:
+    """Under --workers the status page reads the summed registry, as /metrics does, and sees all traffic."""
+    config = gateway_config(fake_backend.target, metrics={"multiprocess_dir": str(tmp_path / "prom")})
+    async with GatewayProcess(config, "--workers", "2", workdir=tmp_path, processes=2) as gw:
+        connector = aiohttp.TCPConnector(force_close=True)  # spread over both workers
+        async with aiohttp.ClientSession(connector=connector) as session:
+            answers = await asyncio.gather(*(predict(session, gw.url, 1.0) for _ in range(20)))
+            assert all(status == 200 for status, _ in answers)
+
+            async def counted() -> float:
+                async with session.get(f"{gw.url}/status.json") as resp:
+                    rows = (await resp.json())["traffic"]
+                return sum(row["requests_total"] for row in rows if row["name"] == "my-dep")
+
+            # Each worker samples every few seconds: wait for a sample taken after the traffic.
+            deadline = asyncio.get_running_loop().time() + DEADLINE_SECONDS
+            total = await counted()
+            while total != len(answers) and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.5)
+                total = await counted()
+        assert total == len(answers)
+        gw.send(signal.SIGTERM)
+        assert await gw.wait_exit() == 0

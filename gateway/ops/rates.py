@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
+from gateway.ops.metrics import NAMESPACE, multiprocess_dir
+
 SAMPLE_SECONDS = 5.0
 WINDOW_SECONDS = 60.0
-NAMESPACE = "tfs_gateway"
 REQUESTS = f"{NAMESPACE}_http_requests"
 LATENCY = f"{NAMESPACE}_http_request_duration_seconds"
 SHADOW = f"{NAMESPACE}_shadow_requests"
-SHADOW_RESULTS = ("agree", "disagree", "error", "dropped")
 # The samples read, by name: collecting only these skips the process collector and every other
 # histogram, a tenfold saving with many deployments.
 SAMPLES = (f"{REQUESTS}_total", f"{LATENCY}_bucket", f"{SHADOW}_total")
@@ -60,7 +60,10 @@ def snapshot(registry: CollectorRegistry, now: float | None = None) -> Snapshot:
     """The cumulative values the status page needs, read once from ``registry``."""
     groups: dict[Group, Series] = {}
     shadows: dict[ShadowKey, float] = {}
-    for family in registry.restricted_registry(SAMPLES).collect():
+    # Under --workers the registry is a MultiProcessCollector's, which describes no names, so a
+    # restricted view of it would collect nothing: read it whole and let _READERS pick.
+    families = registry.collect() if multiprocess_dir() else registry.restricted_registry(SAMPLES).collect()
+    for family in families:
         reader = _READERS.get(family.name)
         if reader is not None:
             reader(family, groups, shadows)

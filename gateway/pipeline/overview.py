@@ -49,7 +49,7 @@ from gateway.codec import meta as codec_meta
 from gateway.config import DeploymentSettings, Settings
 from gateway.errors import GatewayError
 from gateway.ops import rates
-from gateway.ops.metrics import served_registry
+from gateway.ops.metrics import SHADOW_RESULTS, served_registry
 from gateway.pipeline import verbs
 from gateway.pipeline.services import RequestInfo, Services, ServicesRef
 from gateway.routing import split
@@ -260,8 +260,8 @@ def shadow_rows(settings: Settings, window: rates.Window) -> list[Row]:
 
 def _shadow_row(pair: tuple[str, str], percent: float | None, window: rates.Window) -> Row:
     deployment, arm = pair
-    totals = {result: window.shadow_totals.get((deployment, arm, result), 0.0) for result in rates.SHADOW_RESULTS}
-    recent = {result: window.shadows.get((deployment, arm, result), 0.0) for result in rates.SHADOW_RESULTS}
+    totals = {result: window.shadow_totals.get((deployment, arm, result), 0.0) for result in SHADOW_RESULTS}
+    recent = {result: window.shadows.get((deployment, arm, result), 0.0) for result in SHADOW_RESULTS}
     return {
         "key": _key(deployment, arm),
         "deployment": deployment,

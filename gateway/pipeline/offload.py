@@ -49,6 +49,12 @@ async def run(size: int, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwarg
     the thread finishes its (bounded) work and its result is dropped."""
     if size < LARGE_BODY_BYTES:
         return fn(*args, **kwargs)
+    return await in_thread(fn, *args, **kwargs)
+
+
+async def in_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """``fn(*args, **kwargs)`` on a worker thread whatever its size: for rare work whose cost has no
+    byte count to judge it by (a document built from every servable). Exceptions as ``run``."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_executor(), _detaching, functools.partial(fn, *args, **kwargs))
 

@@ -127,10 +127,8 @@ class Shadows:
             self._report(shot, target, "agree" if verdict.agree else "disagree", verdict, verdict.reason)
 
     async def _verdict(self, shot: Shot, target: Binding) -> compare.Verdict:
-        spec = messages.request_model_spec(shot.payload)
-        payload = messages.with_model_spec(
-            shot.payload, messages.model_spec(target.model, target.version, target.label, spec.signature_name)
-        )
+        # Rewriting the model spec copies the whole request: a large one is copied off the loop.
+        payload = await offload.run(len(shot.payload), _retargeted, shot.payload, target)
         backend = self._backends[target.backend]
         metadata = {"x-request-id": shot.request_id}
         reply = await backend.call_once(shot.rpc, payload, timeout=target.timeout_seconds, metadata=metadata)
@@ -175,6 +173,14 @@ class Shadows:
         """End every copy now, uncounted (shutdown: client requests are what a drain waits for)."""
         for task in list(self._tasks):
             task.cancel()
+
+
+def _retargeted(payload: bytes, target: Binding) -> bytes:
+    """The request with its model spec pointed at ``target``'s servable, its signature kept."""
+    spec = messages.request_model_spec(payload)
+    return messages.with_model_spec(
+        payload, messages.model_spec(target.model, target.version, target.label, spec.signature_name)
+    )
 
 
 class RequestInfoLike(Protocol):

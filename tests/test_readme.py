@@ -28,10 +28,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import yaml
 from gateway_process import GatewayProcess
 from readme_examples import Example, UnparsedExample, banner_examples, demo_gateway_args, readme_examples
 
 from devserver.testing import running_devserver
+from gateway.config import Settings
 
 # command (exactly as documented) -> why CI cannot run it. Keep it small: an entry must be
 # an example that really cannot run here (kubectl, docker), and it must still exist.
@@ -163,3 +165,15 @@ def test_demo_gateway_args_swap_the_backend_and_drop_the_address() -> None:
     args = demo_gateway_args("127.0.0.1:9")
     assert args[args.index("--backend") + 1] == "127.0.0.1:9"
     assert "--host" not in args and "--port" not in args
+
+
+def test_the_yaml_deployments_shown_are_the_ones_make_demo_runs() -> None:
+    """Each ```yaml block of deployments in README.md is, key for key once defaults fill in, the
+    deployment of the same id in examples/gateway.yaml (the config ``make demo`` serves)."""
+    root = Path(__file__).resolve().parents[1]
+    demo = Settings.from_mapping(yaml.safe_load((root / "examples" / "gateway.yaml").read_text()))
+    blocks = re.findall(r"```yaml\n(deployments:\n.*?)```", (root / "README.md").read_text(), re.S)
+    shown = {name: spec for block in blocks for name, spec in yaml.safe_load(block)["deployments"].items()}
+    assert {"canary", "candidate"} <= set(shown)
+    for name, spec in shown.items():
+        assert Settings.from_mapping({"deployments": {name: spec}}).deployment(name) == demo.deployment(name), name

@@ -173,6 +173,17 @@ async def test_the_script_and_stylesheet_are_served_from_the_gateway(gateway_cli
         assert hook in script, hook  # the markup's contract with status_html
 
 
+async def test_requests_are_counted_under_their_own_routes(gateway_client: GatewayClient) -> None:
+    for path in ("/status", "/status.json", "/status.js", "/status.css"):
+        async with gateway_client.get(path) as response:
+            assert response.status == 200, path
+    async with gateway_client.get("/metrics") as response:
+        text = await response.text()
+    for route, count in (("status_page", 1), ("status_json", 1), ("status_asset", 2)):
+        pattern = rf'tfs_gateway_http_requests_total\{{[^}}]*code="200"[^}}]*route="{route}"[^}}]*\}} {count}\.0'
+        assert re.search(pattern, text), route
+
+
 # --------------------------------------------------------------------------- escaping
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import grpc
+import numpy as np
 import pytest
 import tensorflow as tf
 from gateway_process import GatewayProcess
@@ -26,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis.prediction_service_pb2_grpc import PredictionServiceStub
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from devserver.testing import DevServer
 from gateway.config import ServerSettings, Settings
@@ -215,6 +217,24 @@ async def test_the_tf_serving_grpc_front_is_shadowed(make_gateway: MakeGateway) 
             request.inputs["x"].CopyFrom(tf.make_tensor_proto([4.0], dtype=tf.float32))
             reply = await PredictionServiceStub(channel).Predict(request, metadata=(("x-deployment-id", "cand"),))
         assert list(reply.outputs["y"].float_val) == [4.0]
+        await settled(client)
+        assert counts(registry, "cand", "v2") == expect(disagree=1)
+    finally:
+        await server.close()
+
+
+async def test_the_oip_grpc_front_is_shadowed(make_gateway: MakeGateway) -> None:
+    client, registry = await make_gateway({"cand": {"model": HP2, "version": 1, "shadow": [OTHER]}})
+    app = client.server.app
+    server = await GrpcServer.start(app[SERVICES], app[HEALTH], ServerSettings(host="127.0.0.1"), 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            request = service_pb2.ModelInferRequest(model_name=HP2)
+            request.inputs.add(name="x", datatype="FP32", shape=[1])
+            request.raw_input_contents.append(np.array([4.0], dtype="<f4").tobytes())
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            reply = await stub.ModelInfer(request, metadata=(("x-deployment-id", "cand"),))
+        assert np.frombuffer(reply.raw_output_contents[0], dtype="<f4").tolist() == [4.0]
         await settled(client)
         assert counts(registry, "cand", "v2") == expect(disagree=1)
     finally:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,10 +83,7 @@ _DEFAULT_LIMITS = Limits()
 
 def datatype_of(enum: int) -> str:
     """The OIP name of a TF dtype; the enum's own name (``DT_COMPLEX64``) when OIP has none."""
-    name = _BY_ENUM.get(enum)
-    if name is not None:
-        return name
-    return types_pb2.DataType.Name(enum) if enum in types_pb2.DataType.values() else f"DT_{enum}"
+    return _BY_ENUM.get(enum) or _tf_name(enum)
 
 
 def _tf_name(enum: int) -> str:
@@ -295,7 +292,7 @@ def _tensor(item: Input, info: meta_graph_pb2.TensorInfo) -> Tensor:
 
 def _check_datatype(item: Input, enum: int) -> DType:
     wanted = _BY_ENUM.get(enum)
-    if wanted is None or wanted not in DATATYPES:
+    if wanted is None:  # every _BY_ENUM value is a DATATYPES key
         raise Unimplemented(
             f"input '{item.name}': the model's dtype {_tf_name(enum)} has no Open Inference Protocol "
             "datatype this server supports",
@@ -571,12 +568,14 @@ def _output_datatype(array: npt.NDArray[Any], name: str) -> str:
     return _BY_ENUM[dtype.enum]
 
 
+def length_prefixed(values: Iterable[bytes]) -> bytes:
+    """BYTES elements in the binary encoding: each a little-endian uint32 length, then its bytes."""
+    return b"".join(part for value in values for part in (_LENGTH.pack(len(value)), value))
+
+
 def _raw_output(array: npt.NDArray[Any], datatype: str) -> bytes | memoryview:
     if datatype == "BYTES":
-        parts = []
-        for value in array.ravel().tolist():
-            parts += [_LENGTH.pack(len(value)), value]
-        return b"".join(parts)
+        return length_prefixed(array.ravel().tolist())
     if not array.size:
         return b""
     # Little-endian on every platform numpy runs us on; ascontiguousarray copies only a strided slice.

@@ -19,7 +19,6 @@ Anything malformed is an ``InvalidArgument`` (gRPC INVALID_ARGUMENT) naming the 
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -75,7 +74,6 @@ CONTENTS_FIELD: Mapping[str, str] = {
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
-_LENGTH = struct.Struct("<I")
 
 ModelInferRequest = pb.ModelInferRequest
 ModelReadyRequest = pb.ModelReadyRequest
@@ -172,7 +170,7 @@ def _packed(contents: pb.InferTensorContents, name: str, datatype: str, count: i
         )
     dtype = oip.DATATYPES[datatype]
     if dtype.is_string:
-        return b"".join(part for value in values for part in (_LENGTH.pack(len(value)), value))
+        return oip.length_prefixed(values)
     assert dtype.numpy is not None
     if dtype.is_int:
         return _integers(values, dtype, name).tobytes()

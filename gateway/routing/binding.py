@@ -98,7 +98,7 @@ def bind(
         version, label = deployment.version, deployment.label
     else:
         arm = split.choose(deployment.split, _sticky(deployment, headers), rng)
-        return _bind_arm(settings, target, deployment, arm, client_seconds)
+        return _bind_arm(settings, target.name, deployment, arm, client_seconds, metadata)
     timeout = settings.timeout_for(deployment, client_seconds, metadata=metadata)
     signature = deployment.signature_name or ""
     return Binding(
@@ -108,18 +108,18 @@ def bind(
 
 def _bind_arm(
     settings: Settings,
-    target: Target,
+    name: str,
     deployment: DeploymentSettings,
     arm: SplitArm,
     client_seconds: float | None,
+    metadata: bool,
 ) -> Binding:
-    backend = arm.backend or deployment.backend
+    backend, model, version, label = deployment.coordinates(arm)
     # The arm's backend brings its own timeout_seconds; the deployment's own timeout still wins.
     policy = deployment if backend == deployment.backend else replace(deployment, backend=backend)
-    timeout = settings.timeout_for(policy, client_seconds, metadata=target.kind in _METADATA_KINDS)
-    model = arm.model or deployment.model
+    timeout = settings.timeout_for(policy, client_seconds, metadata=metadata)
     signature = deployment.signature_name or ""
-    return Binding(backend, model, arm.version, arm.label, timeout, target.name, deployment, arm.name, signature)
+    return Binding(backend, model, version, label, timeout, name, deployment, arm.name, signature)
 
 
 def shadow_binding(binding: Binding, deployment: DeploymentSettings, arm: ShadowArm) -> Binding:

@@ -19,11 +19,9 @@ stylesheet uses), and ``validatorUrl: null`` keeps the page from calling validat
 from __future__ import annotations
 
 import asyncio
-import functools
 import random
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
 from aiohttp import web
@@ -39,6 +37,7 @@ from gateway.pipeline.signatures import CacheKey
 from gateway.routing import routes
 from gateway.routing.binding import bind
 from gateway.web import status_page
+from gateway.web.assets import static_file
 from gateway.web.keys import SPECIALS
 from gateway.web.middleware import request_info, request_services
 from gateway.web.responses import json_response
@@ -46,7 +45,6 @@ from gateway.web.responses import json_response
 OPENAPI_PATH = "/openapi.json"
 DOCS_PATH = "/docs"
 CACHE_SECONDS = 5.0
-_STATIC = Path(__file__).parent / "static"
 # URL path -> (file under static/, Content-Type)
 ASSETS: dict[str, tuple[str, str]] = {
     "/docs/init.js": ("docs/init.js", "text/javascript; charset=utf-8"),
@@ -76,12 +74,6 @@ def paths() -> dict[str, routes.Endpoint]:
 # --------------------------------------------------------------------------- /docs
 
 
-@functools.cache
-def _file(name: str) -> bytes:
-    """A static file, read on first use and kept: the bundle is 1.7 MB, read once per process."""
-    return (_STATIC / name).read_bytes()
-
-
 async def docs(request: web.Request) -> web.Response:
     """``/docs`` and its assets: the page, the vendored Swagger UI files and the init script."""
     name, content_type = _PAGE if request.path == DOCS_PATH else ASSETS.get(request.path, ("", ""))
@@ -93,7 +85,7 @@ async def docs(request: web.Request) -> web.Response:
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "no-cache",
     }
-    return web.Response(body=_file(name), headers=headers)
+    return web.Response(body=static_file(name), headers=headers)
 
 
 # --------------------------------------------------------------------------- /openapi.json

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
-from importlib import resources
 
 import orjson
 from aiohttp import web
@@ -29,6 +27,7 @@ from gateway.config import Settings
 from gateway.pipeline.overview import Board
 from gateway.routing import routes
 from gateway.web import status_html
+from gateway.web.assets import static_file
 from gateway.web.keys import HEALTH, SERVICES, STATUS
 from gateway.web.responses import json_response
 
@@ -82,16 +81,10 @@ async def status_json(request: web.Request) -> web.Response:
     return json_response(orjson.dumps(document), 200, HEADERS)
 
 
-@functools.cache
-def _asset(name: str) -> bytes:
-    # Read on first use, not at import; the files ship in the package (pyproject's package-data).
-    return resources.files("gateway.web").joinpath("static", name).read_bytes()
-
-
 async def status_asset(request: web.Request) -> web.Response:
     name, content_type = ASSETS[request.path]
     headers = {**HEADERS, "Content-Type": f"{content_type}; charset=utf-8"}
-    return web.Response(body=_asset(name), headers=headers)
+    return web.Response(body=static_file(name), headers=headers)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

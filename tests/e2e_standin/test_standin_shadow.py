@@ -10,11 +10,12 @@ draws (a split's arm, a shadow's percent) come from ``Services.rng``, which the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -206,39 +207,41 @@ async def test_the_open_inference_protocol_front_is_shadowed(make_gateway: MakeG
     assert counts(registry, "cand", "v2") == expect(disagree=1)
 
 
-async def test_the_tf_serving_grpc_front_is_shadowed(make_gateway: MakeGateway) -> None:
-    client, registry = await make_gateway({"cand": {"model": HP2, "version": 1, "shadow": [OTHER]}})
+@contextlib.asynccontextmanager
+async def grpc_channel(client: Client) -> AsyncIterator[grpc.aio.Channel]:
+    """The gRPC port on the test app's services, and a channel to it."""
     app = client.server.app
     server = await GrpcServer.start(app[SERVICES], app[HEALTH], ServerSettings(host="127.0.0.1"), 0)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            request = predict_pb2.PredictRequest()
-            request.model_spec.name = HP2
-            request.inputs["x"].CopyFrom(tf.make_tensor_proto([4.0], dtype=tf.float32))
-            reply = await PredictionServiceStub(channel).Predict(request, metadata=(("x-deployment-id", "cand"),))
-        assert list(reply.outputs["y"].float_val) == [4.0]
-        await settled(client)
-        assert counts(registry, "cand", "v2") == expect(disagree=1)
+            yield channel
     finally:
         await server.close()
+
+
+async def test_the_tf_serving_grpc_front_is_shadowed(make_gateway: MakeGateway) -> None:
+    client, registry = await make_gateway({"cand": {"model": HP2, "version": 1, "shadow": [OTHER]}})
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = HP2
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto([4.0], dtype=tf.float32))
+    async with grpc_channel(client) as channel:
+        reply = await PredictionServiceStub(channel).Predict(request, metadata=(("x-deployment-id", "cand"),))
+        assert list(reply.outputs["y"].float_val) == [4.0]
+        await settled(client)
+    assert counts(registry, "cand", "v2") == expect(disagree=1)
 
 
 async def test_the_oip_grpc_front_is_shadowed(make_gateway: MakeGateway) -> None:
     client, registry = await make_gateway({"cand": {"model": HP2, "version": 1, "shadow": [OTHER]}})
-    app = client.server.app
-    server = await GrpcServer.start(app[SERVICES], app[HEALTH], ServerSettings(host="127.0.0.1"), 0)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            request = service_pb2.ModelInferRequest(model_name=HP2)
-            request.inputs.add(name="x", datatype="FP32", shape=[1])
-            request.raw_input_contents.append(np.array([4.0], dtype="<f4").tobytes())
-            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
-            reply = await stub.ModelInfer(request, metadata=(("x-deployment-id", "cand"),))
+    request = service_pb2.ModelInferRequest(model_name=HP2)
+    request.inputs.add(name="x", datatype="FP32", shape=[1])
+    request.raw_input_contents.append(np.array([4.0], dtype="<f4").tobytes())
+    async with grpc_channel(client) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        reply = await stub.ModelInfer(request, metadata=(("x-deployment-id", "cand"),))
         assert np.frombuffer(reply.raw_output_contents[0], dtype="<f4").tolist() == [4.0]
         await settled(client)
-        assert counts(registry, "cand", "v2") == expect(disagree=1)
-    finally:
-        await server.close()
+    assert counts(registry, "cand", "v2") == expect(disagree=1)
 
 
 # --- reload under load ---------------------------------------------------------------------------

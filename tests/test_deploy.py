@@ -37,6 +37,7 @@ CONTRACTS = ROOT / "docs" / "contracts.md"
 K8S_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
 SCHEMALESS_KINDS = {"ServiceMonitor"}
 DEFAULT_HTTP_PORT = 8501
+DEFAULT_GATEWAY_GRPC_PORT = 8001  # server.grpc_port's default (docs/contracts.md)
 DEFAULT_METRICS_PATHS = ("/monitoring/prometheus/metrics", "/metrics")
 DEFAULT_SHUTDOWN_GRACE_SECONDS = 25
 # tensorflow/serving's entrypoint script runs tensorflow_model_server --port=8500.
@@ -155,6 +156,10 @@ def compose_gateway_config() -> Node:
 
 def http_port(config: dict[str, Any]) -> int:
     return int(config.get("server", {}).get("port", DEFAULT_HTTP_PORT))
+
+
+def gateway_grpc_port(config: dict[str, Any]) -> int:
+    return int(config.get("server", {}).get("grpc_port", DEFAULT_GATEWAY_GRPC_PORT))
 
 
 def metrics_paths(config: dict[str, Any]) -> tuple[str, ...]:
@@ -490,6 +495,22 @@ def http_ports() -> dict[str, object]:
     }
 
 
+def gateway_grpc_ports() -> dict[str, object]:
+    """The gateway's own gRPC port (server.grpc_port), wherever the artefacts state or publish it."""
+    gateway = container("gateway")
+    published = [p for p in compose()["services"]["gateway"]["ports"] if str(p).split(":")[0] != "8501"]
+    return {
+        "contract": DEFAULT_GATEWAY_GRPC_PORT,
+        "k8s ConfigMap server.grpc_port": gateway_grpc_port(k8s_gateway_config()),
+        "k8s containerPort": resolve_port("grpc-gateway", gateway),
+        "k8s Service port": service_port("grpc-gateway")["port"],
+        "k8s Service targetPort": resolve_port(service_port("grpc-gateway")["targetPort"], gateway),
+        "compose config server.grpc_port": gateway_grpc_port(compose_gateway_config()),
+        "compose published port": {int(str(p).split(":")[-1]) for p in published},
+        "Dockerfile EXPOSE": int(dict(final_stage())["EXPOSE"].split()[1].split("/")[0]),
+    }
+
+
 def grpc_ports() -> dict[str, object]:
     tfserving, compose_tfserving = container("tfserving"), compose()["services"]["tfserving"]
     return {
@@ -572,6 +593,7 @@ def dashboard_checks() -> dict[str, bool]:
 def test_ports_and_paths_agree() -> None:
     problems = [
         *disagreements("gateway HTTP port", http_ports()),
+        *disagreements("gateway gRPC port", gateway_grpc_ports()),
         *disagreements(
             "liveness path",
             {
